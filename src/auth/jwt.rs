@@ -1,0 +1,138 @@
+//! Access tokens: HS256 JWTs with issuer, audience, expiry and id, checked strictly.
+
+use aggregates::{Role, SessionId, UserId};
+use chrono::{DateTime, Utc};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Access tokens live 15 minutes; revocation covers the time in between.
+pub const ACCESS_TOKEN_SECONDS: i64 = 900;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: uuid::Uuid,
+    pub sid: uuid::Uuid,
+    pub role: Role,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+    pub jti: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is not valid")]
+    Invalid,
+}
+
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &[u8], issuer: &str, audience: &str) -> Self {
+        // Only HS256 is accepted: `alg: none` and algorithm-confusion tokens fail here.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 0;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        }
+    }
+
+    pub fn issue(
+        &self,
+        user: UserId,
+        session: SessionId,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = Claims {
+            sub: *user.as_uuid(),
+            sid: *session.as_uuid(),
+            role,
+            iat: now.timestamp(),
+            exp: now.timestamp() + ACCESS_TOKEN_SECONDS,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            jti: uuid::Uuid::now_v7().to_string(),
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        match decode::<Claims>(token, &self.decoding, &self.validation) {
+            Ok(data) if !data.claims.jti.is_empty() => Ok(data.claims),
+            Ok(_) => Err(TokenError::Invalid),
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
+            Err(_) => Err(TokenError::Invalid),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(&[7u8; 32], "chronicle", "chronicle-api")
+    }
+
+    fn ids() -> (UserId, SessionId) {
+        (
+            UserId::from_uuid(uuid::Uuid::now_v7()),
+            SessionId::from_uuid(uuid::Uuid::now_v7()),
+        )
+    }
+
+    #[test]
+    fn an_issued_token_verifies_with_its_claims() {
+        let (user, session) = ids();
+
+        let token = keys()
+            .issue(user, session, Role::Admin, Utc::now())
+            .unwrap();
+        let claims = keys().verify(&token).unwrap();
+
+        assert_eq!(claims.sub, *user.as_uuid());
+        assert_eq!(claims.sid, *session.as_uuid());
+        assert_eq!(claims.role, Role::Admin);
+        assert_eq!(claims.exp - claims.iat, 900);
+    }
+
+    #[test]
+    fn expired_foreign_and_tampered_tokens_are_refused() {
+        let (user, session) = ids();
+        let long_ago = Utc::now() - chrono::Duration::hours(1);
+        let expired = keys().issue(user, session, Role::User, long_ago).unwrap();
+        let other_audience = JwtKeys::new(&[7u8; 32], "chronicle", "elsewhere")
+            .issue(user, session, Role::User, Utc::now())
+            .unwrap();
+        let other_key = JwtKeys::new(&[8u8; 32], "chronicle", "chronicle-api")
+            .issue(user, session, Role::User, Utc::now())
+            .unwrap();
+
+        assert_eq!(keys().verify(&expired).unwrap_err(), TokenError::Expired);
+        assert_eq!(
+            keys().verify(&other_audience).unwrap_err(),
+            TokenError::Invalid
+        );
+        assert_eq!(keys().verify(&other_key).unwrap_err(), TokenError::Invalid);
+        assert_eq!(keys().verify("not.a.jwt").unwrap_err(), TokenError::Invalid);
+    }
+}

@@ -1,0 +1,125 @@
+//! The `chronicle` command line: serve, migrate, and operator commands.
+
+use std::io::BufRead;
+
+use aggregates::values::{Email, Password, UserName};
+use aggregates::Role;
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::CommandMeta;
+use crate::config::Config;
+use crate::startup::{self, Application, BuildOptions, MIGRATOR};
+use crate::state::AppState;
+
+#[derive(Debug, Parser)]
+#[command(name = "chronicle", version, about = "An event-sourced CQRS backend")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (and, as they arrive, the background workers).
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Do not apply migrations at start (run `chronicle migrate` separately).
+    #[arg(long)]
+    pub no_migrate: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create an admin user; the password is the first line of standard input.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Read the password from standard input (required, so it never shows in `ps`).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    crate::telemetry::init(config.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(config, args).await,
+        Command::Migrate => {
+            let pool = startup::connect_database(&config).await?;
+            MIGRATOR.run(&pool).await.context("applying migrations")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Users {
+            command:
+                UsersCommand::CreateAdmin {
+                    email,
+                    name,
+                    password_stdin: _,
+                },
+        } => create_admin(config, &email, &name).await,
+    }
+}
+
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    let app = Application::build(
+        config,
+        BuildOptions {
+            migrate: !args.no_migrate,
+        },
+    )
+    .await?;
+    app.run_until_stopped(startup::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn create_admin(config: Config, email: &str, name: &str) -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let name = UserName::parse(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let password = Password::parse(password).map_err(|e| anyhow::anyhow!("password: {e}"))?;
+
+    let pool = startup::connect_database(&config).await?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    let state = AppState::new(config, pool);
+    let meta = CommandMeta {
+        correlation_id: format!("cli-{}", uuid::Uuid::now_v7()),
+        actor_id: None,
+    };
+    match crate::http::auth::register_user(&state, &meta, email, name, password, Role::Admin).await
+    {
+        Ok((user, _, _)) => {
+            let id = user.id.map(|id| id.to_string()).unwrap_or_default();
+            println!("created admin {id} <{}>", user.email);
+            Ok(())
+        }
+        Err(crate::http::error::ApiError::Conflict {
+            code: "EMAIL_TAKEN",
+            ..
+        }) => {
+            bail!("a user with that email already exists")
+        }
+        Err(e) => bail!("could not create the admin: {e}"),
+    }
+}

@@ -1,0 +1,261 @@
+//! `/auth`: registration and sign-in, each starting a session with an access and refresh token.
+
+use std::net::SocketAddr;
+
+use aggregates::session::SessionCommand;
+use aggregates::user::{User, UserCommand};
+use aggregates::values::{Email, Password, UserName};
+use aggregates::{Role, SessionId, UserId};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap};
+use axum::routing::post;
+use axum::Router;
+use chrono::{Duration, Utc};
+use serde::{Deserialize, Serialize};
+use validator::{Validate, ValidationErrors};
+
+use crate::auth::jwt::ACCESS_TOKEN_SECONDS;
+use crate::auth::tokens::{new_refresh_token, random_secret, sha256_hex};
+use crate::commands::CommandMeta;
+use crate::http::error::ApiError;
+use crate::http::extract::{RequestMeta, ValidatedJson};
+use crate::http::respond::Answer;
+use crate::http::validate::Rules;
+use crate::http::views::UserView;
+use crate::state::AppState;
+
+const REFRESH_TOKEN_DAYS: i64 = 30;
+const EMAIL_VERIFICATION_HOURS: i64 = 24;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+impl Validate for RegisterRequest {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut rules = Rules::new();
+        rules
+            .check("email", Email::parse(&self.email))
+            .check("password", Password::parse(&self.password))
+            .check("name", UserName::parse(&self.name));
+        rules.finish()
+    }
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[validate(length(min = 1, max = 254, message = "must be 1 to 254 characters"))]
+    pub email: String,
+    #[validate(length(min = 1, max = 128, message = "must be 1 to 128 characters"))]
+    pub password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuthAnswer {
+    pub user: UserView,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
+
+/// Where a sign-in comes from, recorded on its session.
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    fn from_request(peer: SocketAddr, headers: &HeaderMap) -> Self {
+        Self {
+            ip: Some(peer.ip().to_string()),
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.chars().take(512).collect()),
+        }
+    }
+}
+
+/// Registers a user: the email claim and the events are the aggregate's business; this only
+/// hashes the password first, off the runtime.
+pub async fn register_user(
+    state: &AppState,
+    meta: &CommandMeta,
+    email: Email,
+    name: UserName,
+    password: Password,
+    role: Role,
+) -> Result<(User, u64, Option<projections::Position>), ApiError> {
+    let password_hash = state
+        .passwords
+        .hash(password.as_str())
+        .await
+        .map_err(ApiError::internal)?;
+    let user_id = UserId::from_uuid(uuid::Uuid::now_v7());
+    let now = Utc::now();
+    let command = UserCommand::Register {
+        user_id,
+        email,
+        name,
+        role,
+        password_hash,
+        verification_token: random_secret(32),
+        verification_expires_at: now + Duration::hours(EMAIL_VERIFICATION_HOURS),
+        at: now,
+    };
+    let mut meta = meta.clone();
+    meta.actor_id.get_or_insert(user_id);
+    let done = state
+        .users
+        .execute(user_id.to_string(), command, &meta, true)
+        .await?;
+    Ok((done.state, done.version, done.position))
+}
+
+async fn start_session(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: UserView,
+    user_id: UserId,
+    role: Role,
+    client: ClientInfo,
+) -> Result<AuthAnswer, ApiError> {
+    let session_id = SessionId::from_uuid(uuid::Uuid::now_v7());
+    let refresh_token = new_refresh_token(session_id);
+    let now = Utc::now();
+    let command = SessionCommand::Start {
+        session_id,
+        user_id,
+        role,
+        refresh_token_hash: sha256_hex(&refresh_token),
+        ip: client.ip,
+        user_agent: client.user_agent,
+        expires_at: now + Duration::days(REFRESH_TOKEN_DAYS),
+        at: now,
+    };
+    state
+        .sessions
+        .execute(
+            session_id.to_string(),
+            command,
+            &meta.command(Some(user_id)),
+            false,
+        )
+        .await?;
+    let access_token = state
+        .jwt
+        .issue(user_id, session_id, role, now)
+        .map_err(ApiError::internal)?;
+    Ok(AuthAnswer {
+        user,
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_SECONDS,
+    })
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    meta: RequestMeta,
+    ValidatedJson(body): ValidatedJson<RegisterRequest>,
+) -> Result<Answer<AuthAnswer>, ApiError> {
+    let email =
+        Email::parse(&body.email).map_err(|e| ApiError::field("email", e.code, &e.message))?;
+    let name =
+        UserName::parse(&body.name).map_err(|e| ApiError::field("name", e.code, &e.message))?;
+    let password = Password::parse(&body.password)
+        .map_err(|e| ApiError::field("password", e.code, &e.message))?;
+
+    let (user, _, position) = register_user(
+        &state,
+        &meta.command(None),
+        email,
+        name,
+        password,
+        Role::User,
+    )
+    .await?;
+    let user_id = user
+        .id
+        .ok_or_else(|| ApiError::internal("registered user without id"))?;
+    let answer = start_session(
+        &state,
+        &meta,
+        UserView::from_state(&user),
+        user_id,
+        user.role,
+        ClientInfo::from_request(peer, &headers),
+    )
+    .await?;
+
+    Ok(Answer::created(answer, format!("/api/v1/users/{user_id}")).position(position))
+}
+
+/// One answer for an unknown email, a wrong password and a deactivated user, with the same
+/// argon2 work in each case, so neither the body nor the timing tells them apart.
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    meta: RequestMeta,
+    ValidatedJson(body): ValidatedJson<LoginRequest>,
+) -> Result<Answer<AuthAnswer>, ApiError> {
+    let owner = match Email::parse(&body.email) {
+        Ok(email) => state
+            .emails
+            .owner_of(&email)
+            .await
+            .map_err(ApiError::internal)?,
+        Err(_) => None,
+    };
+    let user = match owner {
+        Some(user_id) => {
+            let (user, _) = state.users.load(&user_id.to_string()).await?;
+            user.id.map(|_| user)
+        }
+        None => None,
+    };
+    let Some(user) = user else {
+        state
+            .passwords
+            .verify_dummy(&body.password)
+            .await
+            .map_err(ApiError::internal)?;
+        return Err(ApiError::invalid_credentials());
+    };
+    let password_ok = state
+        .passwords
+        .verify(&body.password, &user.password_hash)
+        .await
+        .map_err(ApiError::internal)?;
+    let active = user.status == aggregates::user::UserStatus::Active;
+    let (Some(user_id), true, true) = (user.id, password_ok, active) else {
+        return Err(ApiError::invalid_credentials());
+    };
+
+    let answer = start_session(
+        &state,
+        &meta,
+        UserView::from_state(&user),
+        user_id,
+        user.role,
+        ClientInfo::from_request(peer, &headers),
+    )
+    .await?;
+    Ok(Answer::ok(answer))
+}

@@ -1,0 +1,280 @@
+//! Extractors: typed, validated input and the authenticated principal, so handlers never parse
+//! headers or bodies by hand and their signatures say what they need.
+
+use std::str::FromStr;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::{self, HeaderMap};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use validator::{Validate, ValidationErrors, ValidationErrorsKind};
+
+use crate::auth::jwt::TokenError;
+use crate::auth::Principal;
+use crate::commands::CommandMeta;
+use crate::http::error::{ApiError, FieldError};
+use crate::http::middleware::RequestId;
+use crate::state::AppState;
+use aggregates::{SessionId, UserId};
+
+/// A signed-in caller. No credentials or bad ones are a 401 (`TOKEN_EXPIRED` for an expired
+/// access token).
+pub struct AuthUser(pub Principal);
+
+/// A caller who may be anonymous; bad credentials are still a 401, never silently anonymous.
+pub struct MaybeAuthUser(pub Option<Principal>);
+
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::unauthorized())?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::unauthorized()),
+    }
+}
+
+fn principal_from(parts: &Parts, state: &AppState) -> Result<Option<Principal>, ApiError> {
+    let Some(token) = bearer_token(&parts.headers)? else {
+        return Ok(None);
+    };
+    let claims = state.jwt.verify(token).map_err(|e| match e {
+        TokenError::Expired => ApiError::Unauthorized {
+            code: "TOKEN_EXPIRED",
+            detail: "the access token has expired; refresh it",
+        },
+        TokenError::Invalid => ApiError::unauthorized(),
+    })?;
+    Ok(Some(Principal {
+        user_id: UserId::from_uuid(claims.sub),
+        session_id: SessionId::from_uuid(claims.sid),
+        role: claims.role,
+    }))
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        principal_from(parts, state)?
+            .map(AuthUser)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+impl FromRequestParts<AppState> for MaybeAuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        principal_from(parts, state).map(MaybeAuthUser)
+    }
+}
+
+/// An admin caller; anyone else signed in gets 403.
+pub struct AdminUser(pub Principal);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let AuthUser(principal) = AuthUser::from_request_parts(parts, state).await?;
+        if principal.is_admin() {
+            Ok(AdminUser(principal))
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+/// The request's correlation id, for the metadata of the events it appends.
+pub struct RequestMeta(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.to_string())
+            .unwrap_or_default();
+        Ok(RequestMeta(id))
+    }
+}
+
+impl RequestMeta {
+    pub fn command(&self, actor: Option<UserId>) -> CommandMeta {
+        CommandMeta {
+            correlation_id: self.0.clone(),
+            actor_id: actor,
+        }
+    }
+}
+
+/// `If-Match: "3"` (or `W/"3"`): the version a write expects. A value that is not one of our
+/// ETags can never match, so it is a 412 rather than being ignored.
+pub struct IfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(raw) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let raw = raw.to_str().unwrap_or_default().trim();
+        if raw == "*" {
+            return Ok(IfMatch(None));
+        }
+        let unquoted = raw.trim_start_matches("W/").trim_matches('"');
+        unquoted
+            .parse()
+            .map(|v| IfMatch(Some(v)))
+            .map_err(|_| ApiError::PreconditionFailed {
+                detail: "If-Match does not name a version of this resource".into(),
+            })
+    }
+}
+
+/// An id from the path; a malformed one is a 404, since no such resource can exist.
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: FromStr + Send> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        raw.parse().map(PathId).map_err(|_| ApiError::NotFound)
+    }
+}
+
+/// A JSON body, deserialised strictly and validated: 415 without a JSON content type, 400 for
+/// bytes that are not JSON, 422 with one entry per field for a missing field, a wrong type, an
+/// unknown field or a value the rules refuse.
+pub struct ValidatedJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ValidatedJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !has_json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::Malformed {
+                        detail: "the request body could not be read".into(),
+                        errors: Vec::new(),
+                    }
+                }
+            })?;
+        let value: T = parse_json(&bytes)?;
+        value
+            .validate()
+            .map_err(|e| ApiError::validation(flatten(&e)))?;
+        Ok(ValidatedJson(value))
+    }
+}
+
+fn has_json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.type_() == "application"
+                && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
+        })
+}
+
+/// Syntax errors are 400; anything that is JSON but not the expected shape is a 422 naming the
+/// field by its JSON path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::Malformed {
+            detail: format!("the body is not valid JSON: {e}"),
+            errors: Vec::new(),
+        });
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let message = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
+        // serde_path_to_error's path already ends at an unknown field, but stops at the parent
+        // of a missing one.
+        let (field, code) = if message.starts_with("unknown field `") {
+            (path, "UNKNOWN_FIELD")
+        } else if let Some(missing) = message.strip_prefix("missing field `") {
+            let name = missing.split('`').next().unwrap_or_default();
+            (join_path(&path, name), "REQUIRED")
+        } else {
+            (if path == "." { String::new() } else { path }, "TYPE")
+        };
+        ApiError::field(&field, code, &message)
+    })
+}
+
+fn join_path(parent: &str, name: &str) -> String {
+    if parent.is_empty() || parent == "." {
+        name.to_owned()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// validator's nested error map as a flat list with JSON paths, sorted for stable answers.
+pub fn flatten(errors: &ValidationErrors) -> Vec<FieldError> {
+    fn walk(prefix: &str, errors: &ValidationErrors, out: &mut Vec<FieldError>) {
+        for (field, kind) in errors.errors() {
+            let path = if prefix.is_empty() {
+                field.to_string()
+            } else {
+                format!("{prefix}.{field}")
+            };
+            match kind {
+                ValidationErrorsKind::Field(list) => out.extend(list.iter().map(|e| {
+                    FieldError::new(
+                        path.clone(),
+                        e.code.to_uppercase(),
+                        e.message.as_deref().unwrap_or("is invalid"),
+                    )
+                })),
+                ValidationErrorsKind::Struct(inner) => walk(&path, inner, out),
+                ValidationErrorsKind::List(items) => {
+                    for (index, inner) in items {
+                        walk(&format!("{path}[{index}]"), inner, out);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", errors, &mut out);
+    out.sort_by(|a, b| a.field.cmp(&b.field));
+    out
+}

@@ -1,0 +1,83 @@
+//! Liveness and readiness.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use crate::startup::MIGRATOR;
+use crate::state::AppState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness: the process answers. No dependency is checked, so an outage elsewhere does not
+/// get healthy instances restarted.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when Postgres answers and every migration is applied. NATS is reported but does not
+/// fail readiness: commands keep working while it is down and the relay catches up later.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let (postgres, migrations) =
+        match tokio::time::timeout(CHECK_TIMEOUT, applied_migrations(&state)).await {
+            Ok(Ok(applied)) => {
+                let all_applied = MIGRATOR.iter().all(|m| applied.contains(&m.version));
+                ("up", if all_applied { "applied" } else { "pending" })
+            }
+            _ => ("down", "pending"),
+        };
+    let nats = if nats_reachable(&state.config.nats_url).await {
+        "up"
+    } else {
+        "down"
+    };
+    let ready = postgres == "up" && migrations == "applied";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "checks": { "postgres": postgres, "migrations": migrations, "nats": nats },
+    });
+    (status, Json(body))
+}
+
+async fn applied_migrations(state: &AppState) -> Result<Vec<i64>, sqlx::Error> {
+    let table_exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&state.pool)
+            .await?;
+    if !table_exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(&state.pool)
+        .await
+}
+
+/// A TCP probe of the configured NATS server; the NATS client itself arrives with the relay.
+async fn nats_reachable(url: &str) -> bool {
+    let authority = url
+        .split("://")
+        .last()
+        .unwrap_or(url)
+        .split(['/', ','])
+        .next()
+        .unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let address = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:4222")
+    };
+    matches!(
+        tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(address)).await,
+        Ok(Ok(_))
+    )
+}

@@ -1,0 +1,394 @@
+//! `/users`: admin-created users, profile changes, email verification, passwords, deactivation.
+
+use aggregates::user::{User, UserChanges, UserCommand, UserStatus};
+use aggregates::values::{Bio, Email, Password, UserName};
+use aggregates::{Role, UserId};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Utc;
+use serde::Deserialize;
+use validator::{Validate, ValidationError, ValidationErrors};
+
+use crate::commands::Executed;
+use crate::http::auth::register_user;
+use crate::http::error::ApiError;
+use crate::http::extract::{AdminUser, AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson};
+use crate::http::respond::{no_content, not_modified, not_modified_response, Answer};
+use crate::http::validate::Rules;
+use crate::http::views::{PublicUserView, UserView};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", post(create_user))
+        .route(
+            "/users/{id}",
+            get(get_user)
+                .patch(update_user)
+                .put(replace_user)
+                .delete(deactivate_user),
+        )
+        .route("/users/{id}/verify-email", post(verify_email))
+        .route("/users/{id}/password", post(change_password))
+}
+
+fn parse_role(raw: &str) -> Result<Role, ValidationError> {
+    Role::parse(raw).ok_or_else(|| {
+        let mut e = ValidationError::new("ENUM");
+        e.message = Some("must be user or admin".into());
+        e
+    })
+}
+
+fn parse_status(raw: &str) -> Option<UserStatus> {
+    match raw {
+        "active" => Some(UserStatus::Active),
+        "deactivated" => Some(UserStatus::Deactivated),
+        _ => None,
+    }
+}
+
+fn enum_error(rules: &mut Rules, field: &str, message: &str) {
+    rules.check::<()>(
+        field,
+        Err(aggregates::values::ValueError {
+            code: "ENUM",
+            message: message.to_owned(),
+        }),
+    );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    pub name: String,
+    pub password: String,
+    pub role: Option<String>,
+}
+
+impl Validate for CreateUserRequest {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut rules = Rules::new();
+        rules
+            .check("email", Email::parse(&self.email))
+            .check("name", UserName::parse(&self.name))
+            .check("password", Password::parse(&self.password));
+        if self.role.as_deref().is_some_and(|r| parse_role(r).is_err()) {
+            enum_error(&mut rules, "role", "must be user or admin");
+        }
+        rules.finish()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    pub name: Option<String>,
+    pub bio: Option<String>,
+    pub role: Option<String>,
+    pub status: Option<String>,
+}
+
+impl Validate for UpdateUserRequest {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut rules = Rules::new();
+        if let Some(name) = &self.name {
+            rules.check("name", UserName::parse(name));
+        }
+        if let Some(bio) = &self.bio {
+            rules.check("bio", Bio::parse(bio));
+        }
+        if self.role.as_deref().is_some_and(|r| parse_role(r).is_err()) {
+            enum_error(&mut rules, "role", "must be user or admin");
+        }
+        if self
+            .status
+            .as_deref()
+            .is_some_and(|s| parse_status(s).is_none())
+        {
+            enum_error(&mut rules, "status", "must be active or deactivated");
+        }
+        rules.finish()
+    }
+}
+
+impl UpdateUserRequest {
+    fn changes(self) -> Result<UserChanges, ApiError> {
+        Ok(UserChanges {
+            name: self
+                .name
+                .as_deref()
+                .map(UserName::parse)
+                .transpose()
+                .map_err(invalid("name"))?,
+            bio: self
+                .bio
+                .as_deref()
+                .map(Bio::parse)
+                .transpose()
+                .map_err(invalid("bio"))?,
+            role: self.role.as_deref().and_then(Role::parse),
+            status: self.status.as_deref().and_then(parse_status),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceUserRequest {
+    pub name: String,
+    pub bio: String,
+}
+
+impl Validate for ReplaceUserRequest {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut rules = Rules::new();
+        rules
+            .check("name", UserName::parse(&self.name))
+            .check("bio", Bio::parse(&self.bio));
+        rules.finish()
+    }
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailRequest {
+    #[validate(length(min = 1, max = 256, message = "must be 1 to 256 characters"))]
+    pub token: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+impl Validate for ChangePasswordRequest {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut rules = Rules::new();
+        rules.check("new_password", Password::parse(&self.new_password));
+        if self.current_password.is_empty() || self.current_password.chars().count() > 128 {
+            rules.check::<()>(
+                "current_password",
+                Err(aggregates::values::ValueError {
+                    code: "LENGTH",
+                    message: "must be 1 to 128 characters".into(),
+                }),
+            );
+        }
+        rules.finish()
+    }
+}
+
+fn invalid(field: &'static str) -> impl Fn(aggregates::values::ValueError) -> ApiError {
+    move |e| ApiError::field(field, e.code, &e.message)
+}
+
+fn user_answer(done: Executed<User>) -> Answer<UserView> {
+    Answer::ok(UserView::from_state(&done.state))
+        .etag(done.version)
+        .position(done.position)
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    meta: RequestMeta,
+    ValidatedJson(body): ValidatedJson<CreateUserRequest>,
+) -> Result<Answer<UserView>, ApiError> {
+    let email = Email::parse(&body.email).map_err(invalid("email"))?;
+    let name = UserName::parse(&body.name).map_err(invalid("name"))?;
+    let password = Password::parse(&body.password).map_err(invalid("password"))?;
+    let role = body
+        .role
+        .as_deref()
+        .and_then(Role::parse)
+        .unwrap_or_default();
+
+    let (user, version, position) = register_user(
+        &state,
+        &meta.command(Some(admin.user_id)),
+        email,
+        name,
+        password,
+        role,
+    )
+    .await?;
+
+    let id = user.id.map(|id| id.to_string()).unwrap_or_default();
+    Ok(
+        Answer::created(UserView::from_state(&user), format!("/api/v1/users/{id}"))
+            .etag(version)
+            .position(position),
+    )
+}
+
+/// Signed-in callers see the full user for themselves (and admins for anyone), the public
+/// view for others.
+async fn get_user(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    PathId(id): PathId<UserId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (user, version) = state.users.load(&id.to_string()).await?;
+    if user.id.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    if not_modified(&headers, version) {
+        return Ok(not_modified_response(version));
+    }
+    if caller.is_admin() || caller.user_id == id {
+        Ok(Answer::ok(UserView::from_state(&user))
+            .etag(version)
+            .into_response())
+    } else {
+        Ok(Answer::ok(PublicUserView::from_state(&user))
+            .etag(version)
+            .into_response())
+    }
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    PathId(id): PathId<UserId>,
+    IfMatch(expected_version): IfMatch,
+    meta: RequestMeta,
+    ValidatedJson(body): ValidatedJson<UpdateUserRequest>,
+) -> Result<Answer<UserView>, ApiError> {
+    let command = UserCommand::Update {
+        actor: caller.actor(),
+        expected_version,
+        changes: body.changes()?,
+        at: Utc::now(),
+    };
+    let done = state
+        .users
+        .execute(
+            id.to_string(),
+            command,
+            &meta.command(Some(caller.user_id)),
+            expected_version.is_none(),
+        )
+        .await?;
+    Ok(user_answer(done))
+}
+
+async fn replace_user(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    PathId(id): PathId<UserId>,
+    IfMatch(expected_version): IfMatch,
+    meta: RequestMeta,
+    ValidatedJson(body): ValidatedJson<ReplaceUserRequest>,
+) -> Result<Answer<UserView>, ApiError> {
+    let changes = UserChanges {
+        name: Some(UserName::parse(&body.name).map_err(invalid("name"))?),
+        bio: Some(Bio::parse(&body.bio).map_err(invalid("bio"))?),
+        role: None,
+        status: None,
+    };
+    let command = UserCommand::Update {
+        actor: caller.actor(),
+        expected_version,
+        changes,
+        at: Utc::now(),
+    };
+    let done = state
+        .users
+        .execute(
+            id.to_string(),
+            command,
+            &meta.command(Some(caller.user_id)),
+            expected_version.is_none(),
+        )
+        .await?;
+    Ok(user_answer(done))
+}
+
+async fn deactivate_user(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    PathId(id): PathId<UserId>,
+    IfMatch(expected_version): IfMatch,
+    meta: RequestMeta,
+) -> Result<Response, ApiError> {
+    let command = UserCommand::Deactivate {
+        actor: caller.actor(),
+        expected_version,
+        at: Utc::now(),
+    };
+    let done = state
+        .users
+        .execute(
+            id.to_string(),
+            command,
+            &meta.command(Some(caller.user_id)),
+            expected_version.is_none(),
+        )
+        .await?;
+    Ok(no_content(done.position))
+}
+
+async fn verify_email(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    PathId(id): PathId<UserId>,
+    meta: RequestMeta,
+    ValidatedJson(body): ValidatedJson<VerifyEmailRequest>,
+) -> Result<Answer<UserView>, ApiError> {
+    let command = UserCommand::VerifyEmail {
+        actor: caller.actor(),
+        token: body.token,
+        at: Utc::now(),
+    };
+    let done = state
+        .users
+        .execute(
+            id.to_string(),
+            command,
+            &meta.command(Some(caller.user_id)),
+            true,
+        )
+        .await?;
+    Ok(user_answer(done))
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    PathId(id): PathId<UserId>,
+    meta: RequestMeta,
+    ValidatedJson(body): ValidatedJson<ChangePasswordRequest>,
+) -> Result<Response, ApiError> {
+    if caller.user_id != id {
+        return Err(ApiError::Forbidden);
+    }
+    let new_password_hash = state
+        .passwords
+        .hash(&body.new_password)
+        .await
+        .map_err(ApiError::internal)?;
+    let command = UserCommand::ChangePassword {
+        actor: caller.actor(),
+        current_password: body.current_password,
+        new_password_hash,
+        at: Utc::now(),
+    };
+    let done = state
+        .users
+        .execute(
+            id.to_string(),
+            command,
+            &meta.command(Some(caller.user_id)),
+            true,
+        )
+        .await?;
+    Ok(no_content(done.position))
+}

@@ -1,0 +1,89 @@
+//! The JSON representations of users and posts. Secrets have no field here, so they cannot
+//! leak through an answer.
+
+use aggregates::post::Post;
+use aggregates::user::User;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub bio: String,
+    pub role: &'static str,
+    pub status: &'static str,
+    pub email_verified: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub version: u64,
+}
+
+/// What other users may see of someone.
+#[derive(Debug, Serialize)]
+pub struct PublicUserView {
+    pub id: String,
+    pub name: String,
+    pub bio: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl UserView {
+    pub fn from_state(user: &User) -> Self {
+        Self {
+            id: user.id.map(|id| id.to_string()).unwrap_or_default(),
+            email: user.email.clone(),
+            name: user.name.clone(),
+            bio: user.bio.clone(),
+            role: user.role.as_str(),
+            status: user.status.as_str(),
+            email_verified: user.email_verified,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            version: user.version,
+        }
+    }
+}
+
+impl PublicUserView {
+    pub fn from_state(user: &User) -> Self {
+        Self {
+            id: user.id.map(|id| id.to_string()).unwrap_or_default(),
+            name: user.name.clone(),
+            bio: user.bio.clone(),
+            created_at: user.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PostView {
+    pub id: String,
+    pub author_id: String,
+    pub title: String,
+    pub body: String,
+    pub tags: Vec<String>,
+    pub status: &'static str,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub version: u64,
+}
+
+impl PostView {
+    pub fn from_state(post: &Post) -> Self {
+        Self {
+            id: post.id.map(|id| id.to_string()).unwrap_or_default(),
+            author_id: post.author_id.map(|id| id.to_string()).unwrap_or_default(),
+            title: post.title.clone(),
+            body: post.body.clone(),
+            tags: post.tags.clone(),
+            status: post.status.as_str(),
+            created_at: post.created_at,
+            updated_at: post.updated_at,
+            published_at: post.published_at,
+            version: post.version,
+        }
+    }
+}

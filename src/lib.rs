@@ -1,0 +1,25 @@
+//! Chronicle: an event-sourced CQRS backend.
+//!
+//! A guided tour, in the order a request meets the code:
+//!
+//! - [`config`] reads the environment; [`telemetry`] sets up logging; [`startup`] connects the
+//!   database, applies [`startup::MIGRATOR`], builds the [`state::AppState`] and serves.
+//! - [`http`] is the edge: [`http::middleware`] gives each request its id and span and renders
+//!   every error as an RFC 9457 problem ([`http::error`]); [`http::extract`] turns requests into
+//!   validated input and an authenticated [`auth::Principal`]; one module per URL collection
+//!   holds thin handlers.
+//! - Handlers send commands through [`commands::CommandBus`], a cqrs-es framework per aggregate
+//!   (the pure domain is the `aggregates` crate) over [`commands::store::EventLogStore`], which
+//!   appends to the Postgres event log and caches aggregates.
+//! - [`auth`] holds argon2id hashing, JWT access tokens and refresh tokens.
+//! - [`cli`] is the `chronicle` command line.
+
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

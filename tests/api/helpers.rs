@@ -1,0 +1,375 @@
+//! The test app: a real Chronicle server on a random port, against its own database cloned from
+//! a migrated template, dropped when the test ends.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Once;
+use std::time::Duration;
+
+use chronicle::config::Config;
+use chronicle::startup::{Application, BuildOptions, MIGRATOR};
+use chronicle::state::AppState;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use std::str::FromStr;
+use tokio::sync::oneshot;
+
+pub fn admin_database_url() -> String {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    // The configured database may not exist yet; the maintenance database always does.
+    let mut options = PgConnectOptions::from_str(&url).expect("DATABASE_URL is a postgres URL");
+    options = options.database("postgres");
+    options.to_url_lossy().to_string()
+}
+
+fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            chronicle::telemetry::init(chronicle::config::LogFormat::Pretty);
+        }
+    });
+}
+
+/// The template's name changes with the migrations, so a changed schema gets a new template.
+fn template_name() -> String {
+    let mut hasher = DefaultHasher::new();
+    for migration in MIGRATOR.iter() {
+        migration.version.hash(&mut hasher);
+        migration.checksum.hash(&mut hasher);
+    }
+    format!("chronicle_tpl_{:016x}", hasher.finish())
+}
+
+async fn ensure_template(admin: &mut PgConnection) -> String {
+    let template = template_name();
+    // Test binaries and nextest processes race to build the template; an advisory lock lets one.
+    sqlx::query("SELECT pg_advisory_lock(727274)")
+        .execute(&mut *admin)
+        .await
+        .expect("lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut *admin)
+            .await
+            .expect("query pg_database");
+    if !exists {
+        let building = format!("{template}_building");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+            .execute(&mut *admin)
+            .await
+            .expect("drop stale template");
+        sqlx::query(&format!("CREATE DATABASE {building}"))
+            .execute(&mut *admin)
+            .await
+            .expect("create template");
+        let url = with_database(&admin_database_url(), &building);
+        let mut conn = PgConnection::connect(&url)
+            .await
+            .expect("connect to template");
+        MIGRATOR.run(&mut conn).await.expect("migrate template");
+        conn.close().await.expect("close template connection");
+        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .execute(&mut *admin)
+            .await
+            .expect("publish template");
+    }
+    sqlx::query("SELECT pg_advisory_unlock(727274)")
+        .execute(&mut *admin)
+        .await
+        .expect("unlock");
+    template
+}
+
+pub fn with_database(url: &str, database: &str) -> String {
+    let options = PgConnectOptions::from_str(url)
+        .expect("postgres URL")
+        .database(database);
+    options.to_url_lossy().to_string()
+}
+
+/// A database of its own for one test, cloned from the template and force-dropped on drop.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let admin_url = admin_database_url();
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to Postgres (is DATABASE_URL right?)");
+        let template = ensure_template(&mut admin).await;
+        let name = format!("chronicle_test_{}", uuid::Uuid::new_v4().simple());
+        let mut attempts = 0;
+        loop {
+            match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                .execute(&mut admin)
+                .await
+            {
+                Ok(_) => break,
+                // Cloning needs the template idle; another test may be cloning it right now.
+                Err(e)
+                    if attempts < 50
+                        && e.to_string().contains("is being accessed by other users") =>
+                {
+                    attempts += 1;
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("cannot create the test database: {e}"),
+            }
+        }
+        let _ = admin.close().await;
+        Self {
+            url: with_database(&admin_url, &name),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin_url = admin_database_url();
+        // Drop runs outside any runtime we can block on; a short-lived one does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    /// Dropped after the server, which drops the database.
+    _db: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut vars: std::collections::HashMap<String, String> = [
+        ("DATABASE_URL", database_url.to_owned()),
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("CHRONICLE_ENV", "test".to_owned()),
+        (
+            "JWT_SECRET",
+            "test-secret-that-is-long-enough-for-hs256-0123".to_owned(),
+        ),
+        (
+            "NATS_URL",
+            std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned()),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Config::from_lookup(|name| vars.get(name).cloned()).expect("test config")
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        let db = TestDatabase::create().await;
+        Self::spawn_on(db, extra).await
+    }
+
+    /// Starts a server on an existing database; `database_url` in `extra` may point elsewhere
+    /// (e.g. through a proxy) while `db` still owns the cleanup.
+    pub async fn spawn_on(db: TestDatabase, extra: &[(&str, &str)]) -> Self {
+        init_logging();
+        let config = test_config(&db.url, extra);
+        let app = Application::build(config, BuildOptions { migrate: true })
+            .await
+            .expect("the application builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            address,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            state,
+            _db: db,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.request(method, path, token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.send(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.send(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.send(Method::PATCH, path, token, Some(body)).await
+    }
+
+    /// Registers a user and returns (user id, access token, the whole answer).
+    pub async fn register(&self, email: &str) -> (String, String, Value) {
+        let response = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": email, "password": "correct horse battery", "name": "Test User"}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "registering {email}"
+        );
+        let body: Value = response.json().await.expect("json");
+        let id = body["data"]["user"]["id"]
+            .as_str()
+            .expect("user id")
+            .to_owned();
+        let token = body["data"]["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        (id, token, body)
+    }
+
+    /// Creates an admin the way an operator does (the CLI's path), then signs in.
+    pub async fn admin(&self) -> (String, String) {
+        let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+        let meta = chronicle::commands::CommandMeta {
+            correlation_id: "test".into(),
+            actor_id: None,
+        };
+        chronicle::http::auth::register_user(
+            &self.state,
+            &meta,
+            aggregates::values::Email::parse(&email).expect("email"),
+            aggregates::values::UserName::parse("Admin").expect("name"),
+            aggregates::values::Password::parse("correct horse battery").expect("password"),
+            aggregates::Role::Admin,
+        )
+        .await
+        .expect("admin created");
+        let response = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("json");
+        (
+            body["data"]["user"]["id"].as_str().expect("id").to_owned(),
+            body["data"]["access_token"]
+                .as_str()
+                .expect("token")
+                .to_owned(),
+        )
+    }
+
+    pub async fn create_post(&self, token: &str, body: Value) -> Value {
+        let response = self.post("/api/v1/posts", Some(token), body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        body["data"].clone()
+    }
+
+    pub async fn count_events(&self, aggregate_id: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+            .bind(aggregate_id)
+            .fetch_one(&self.state.pool)
+            .await
+            .expect("count events")
+    }
+}
+
+/// Reads a problem document and checks the shape every error shares.
+pub async fn problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = response.json().await.expect("problem json");
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["code"], code, "problem: {body}");
+    assert_eq!(body["trace_id"], request_id.as_str());
+    assert!(body["type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("https://")));
+    body
+}

@@ -1,0 +1,11 @@
+//! Black-box tests: each starts the real server on its own database and talks HTTP to it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod concurrency;
+mod errors;
+mod health;
+mod helpers;
+mod posts;
+mod store;
+mod users;

@@ -1,0 +1,71 @@
+use aggregates::post::{Post, PostCommand};
+use aggregates::values::{PostBody, PostTitle, Tags};
+use aggregates::{Actor, PostId, Role, UserId};
+use chronicle::commands::{CommandBus, CommandMeta};
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::EventStore;
+use postgres_es::PostgresEventRepository;
+use std::sync::Arc;
+
+use crate::helpers::TestApp;
+
+fn meta() -> CommandMeta {
+    CommandMeta {
+        correlation_id: "store-test".into(),
+        actor_id: None,
+    }
+}
+
+#[tokio::test]
+async fn an_aggregate_from_the_cache_equals_one_replayed_from_its_events() {
+    let app = TestApp::spawn().await;
+    let bus = Arc::new(CommandBus::<Post>::new(app.state.pool.clone(), ()));
+    let other_instance = Arc::new(CommandBus::<Post>::new(app.state.pool.clone(), ()));
+    let author = Actor::User {
+        id: UserId::from_uuid(uuid::Uuid::now_v7()),
+        role: Role::User,
+    };
+    let post_id = PostId::from_uuid(uuid::Uuid::now_v7());
+    let id = post_id.to_string();
+    let create = PostCommand::Create {
+        post_id,
+        actor: author,
+        title: PostTitle::parse("v0").unwrap(),
+        body: PostBody::parse("body").unwrap(),
+        tags: Tags::default(),
+        publish: false,
+        at: chrono::Utc::now(),
+    };
+    bus.execute(id.clone(), create, &meta(), false)
+        .await
+        .unwrap();
+
+    for i in 0..30 {
+        // Alternate instances so each one's cache must catch up with the other's appends.
+        let which = if i % 3 == 0 { &other_instance } else { &bus };
+        let update = PostCommand::Update {
+            actor: author,
+            expected_version: None,
+            title: Some(PostTitle::parse(&format!("v{}", i + 1)).unwrap()),
+            body: None,
+            tags: None,
+            at: chrono::Utc::now(),
+        };
+        which
+            .execute(id.clone(), update, &meta(), true)
+            .await
+            .unwrap();
+    }
+    let (cached, cached_version) = bus.load(&id).await.unwrap();
+    let replayed = PersistedEventStore::<_, Post>::new_event_store(PostgresEventRepository::new(
+        app.state.pool.clone(),
+    ))
+    .load_aggregate(&id)
+    .await
+    .unwrap();
+
+    assert_eq!(cached, replayed.aggregate);
+    assert_eq!(cached_version, 31);
+    assert_eq!(cached.version, 31);
+    assert_eq!(cached.title, "v30");
+}
