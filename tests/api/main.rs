@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod cli;
 mod concurrency;
 mod errors;
 mod health;
