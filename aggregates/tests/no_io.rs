@@ -1,7 +1,16 @@
 //! The aggregates are pure logic: this keeps IO crates out of their direct dependencies.
 
 const IO_CRATES: &[&str] = &[
-    "sqlx", "tokio", "axum", "hyper", "reqwest", "async-nats", "postgres-es", "tower", "tower-http", "chrono-tz",
+    "sqlx",
+    "tokio",
+    "axum",
+    "hyper",
+    "reqwest",
+    "async-nats",
+    "postgres-es",
+    "tower",
+    "tower-http",
+    "chrono-tz",
 ];
 
 #[test]
@@ -21,6 +30,9 @@ fn the_aggregates_crate_depends_on_no_io_crate() {
 
     assert!(!names.is_empty(), "the manifest lists dependencies");
     for name in names {
-        assert!(!IO_CRATES.contains(&name), "the aggregates crate must not depend on {name}");
+        assert!(
+            !IO_CRATES.contains(&name),
+            "the aggregates crate must not depend on {name}"
+        );
     }
 }

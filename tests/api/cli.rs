@@ -11,7 +11,10 @@ fn chronicle(database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chronicle"));
     command
         .env("DATABASE_URL", database_url)
-        .env("JWT_SECRET", "test-secret-that-is-long-enough-for-hs256-0123")
+        .env(
+            "JWT_SECRET",
+            "test-secret-that-is-long-enough-for-hs256-0123",
+        )
         .env("CHRONICLE_ENV", "test")
         .env("RUST_LOG", "warn");
     command
@@ -23,19 +26,40 @@ async fn create_admin_reads_the_password_from_stdin_and_the_admin_can_sign_in() 
     let database_url = app.state.config.database_url.clone();
 
     let mut child = chronicle(&database_url)
-        .args(["users", "create-admin", "--email", "Root@Example.com", "--name", "Root", "--password-stdin"])
+        .args([
+            "users",
+            "create-admin",
+            "--email",
+            "Root@Example.com",
+            "--name",
+            "Root",
+            "--password-stdin",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"an admin password\nignored second line\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"an admin password\nignored second line\n")
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     let login = app
-        .post("/api/v1/auth/login", None, json!({"email": "root@example.com", "password": "an admin password"}))
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "root@example.com", "password": "an admin password"}),
+        )
         .await;
 
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("root@example.com"));
     assert_eq!(login.status(), StatusCode::OK);
     let body: serde_json::Value = login.json().await.unwrap();
@@ -48,13 +72,26 @@ async fn create_admin_refuses_a_taken_email_with_a_clear_message() {
     app.register("dup-admin@example.com").await;
 
     let mut child = chronicle(&app.state.config.database_url)
-        .args(["users", "create-admin", "--email", "dup-admin@example.com", "--name", "X", "--password-stdin"])
+        .args([
+            "users",
+            "create-admin",
+            "--email",
+            "dup-admin@example.com",
+            "--name",
+            "X",
+            "--password-stdin",
+        ])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"an admin password\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"an admin password\n")
+        .unwrap();
     let output = child.wait_with_output().unwrap();
 
     assert!(!output.status.success());
@@ -79,11 +116,17 @@ fn serve_refuses_to_start_in_production_without_a_jwt_secret() {
 
 #[test]
 fn serve_with_an_unreachable_database_fails_with_a_clear_message() {
-    let output = chronicle("postgres://postgres@127.0.0.1:1/nowhere").arg("serve").output().unwrap();
+    let output = chronicle("postgres://postgres@127.0.0.1:1/nowhere")
+        .arg("serve")
+        .output()
+        .unwrap();
 
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("connecting to Postgres at postgres://postgres@127.0.0.1:1/nowhere"), "{stderr}");
+    assert!(
+        stderr.contains("connecting to Postgres at postgres://postgres@127.0.0.1:1/nowhere"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"));
 }
 
@@ -115,12 +158,27 @@ async fn serve_creates_its_database_and_stops_gracefully_on_sigterm() {
         tokio::task::yield_now().await;
     }
 
-    let kill = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
-    let status = tokio::task::spawn_blocking(move || server.wait()).await.unwrap().unwrap();
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&crate::helpers::admin_database_url()).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {fresh} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut admin =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&crate::helpers::admin_database_url())
+            .await
+            .unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {fresh} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 
     assert!(ready, "the server became ready on a database it created");
     assert!(kill.success());
-    assert!(status.success(), "graceful shutdown exits 0, got {status:?}");
+    assert!(
+        status.success(),
+        "graceful shutdown exits 0, got {status:?}"
+    );
 }

@@ -88,14 +88,9 @@ impl User {
 
     fn changes_to_events(
         &self,
-        actor: &Actor,
         changes: UserChanges,
         at: DateTime<Utc>,
     ) -> Result<Vec<UserEvent>, UserError> {
-        let admin_only = changes.role.is_some() || changes.status.is_some();
-        if admin_only && !actor.is_admin() {
-            return Err(UserError::Forbidden);
-        }
         let reactivating =
             changes.status == Some(UserStatus::Active) && self.status == UserStatus::Deactivated;
         let deactivating =
@@ -193,8 +188,12 @@ impl Aggregate for User {
                 at,
             } => {
                 self.require_self_or_admin(&actor)?;
+                let admin_only = changes.role.is_some() || changes.status.is_some();
+                if admin_only && !actor.is_admin() {
+                    return Err(UserError::Forbidden);
+                }
                 self.require_version(expected_version)?;
-                self.changes_to_events(&actor, changes, at)?
+                self.changes_to_events(changes, at)?
             }
             UserCommand::RequestEmailVerification {
                 actor,
