@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Do not apply migrations at start (run `chronicle migrate` separately).
     #[arg(long)]
     pub no_migrate: bool,
+    /// Serve the API only; run the projectors elsewhere (`chronicle worker`).
+    #[arg(long)]
+    pub no_workers: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +83,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         config,
         BuildOptions {
             migrate: !args.no_migrate,
+            workers: !args.no_workers,
         },
     )
     .await?;
@@ -109,9 +113,9 @@ async fn create_admin(config: Config, email: &str, name: &str) -> anyhow::Result
     };
     match crate::http::auth::register_user(&state, &meta, email, name, password, Role::Admin).await
     {
-        Ok((user, _, _)) => {
-            let id = user.id.map(|id| id.to_string()).unwrap_or_default();
-            println!("created admin {id} <{}>", user.email);
+        Ok(done) => {
+            let id = done.state.id.map(|id| id.to_string()).unwrap_or_default();
+            println!("created admin {id} <{}>", done.state.email);
             Ok(())
         }
         Err(crate::http::error::ApiError::Conflict {

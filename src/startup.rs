@@ -7,10 +7,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
+use projections::runner::Runner;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::state::AppState;
@@ -24,16 +26,22 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    background: Vec<JoinHandle<()>>,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct BuildOptions {
     pub migrate: bool,
+    /// Run the projectors in this process (`serve --no-workers` turns them off).
+    pub workers: bool,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        Self { migrate: true }
+        Self {
+            migrate: true,
+            workers: true,
+        }
     }
 }
 
@@ -51,10 +59,12 @@ impl Application {
             .with_context(|| format!("binding {}", config.bind_addr))?;
         let state = AppState::new(config, pool);
         let router = crate::http::router(state.clone());
+        let background = start_background(&state, options);
         Ok(Self {
             listener,
             router,
             state,
+            background,
         })
     }
 
@@ -81,8 +91,37 @@ impl Application {
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await?;
+        // Workers stop at an await point; an interrupted batch rolls back and is redone by
+        // whichever instance leads next, so aborting them loses nothing.
+        for task in self.background {
+            task.abort();
+        }
+        Ok(())
     }
+}
+
+/// Every instance listens for log and progress notifications (read-your-writes needs them even
+/// without workers); with workers it also runs the projectors, each led by one instance.
+fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(projections::runner::listen(
+        state.pool.clone(),
+        state.progress.clone(),
+        state.log_wake.clone(),
+    ))];
+    if options.workers {
+        for projector in projections::all_projectors() {
+            let runner = Runner::new(
+                state.pool.clone(),
+                state.config.database_url.clone(),
+                projector,
+                state.progress.clone(),
+                &state.log_wake,
+            );
+            tasks.push(tokio::spawn(runner.run()));
+        }
+    }
+    tasks
 }
 
 /// Connects to `DATABASE_URL`, creating the database first if it does not exist.

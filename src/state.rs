@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aggregates::post::Post;
 use aggregates::session::Session;
 use aggregates::user::{User, UserServices};
+use projections::runner::{LogWake, Progress};
 use sqlx::PgPool;
 
 use crate::auth::jwt::JwtKeys;
@@ -24,6 +25,12 @@ pub struct AppState {
     pub emails: Arc<PgEmailRegistry>,
     pub passwords: Arc<Passwords>,
     pub jwt: Arc<JwtKeys>,
+    /// How far each read model has got, for read-your-writes and `Chronicle-Position`.
+    pub progress: Arc<Progress>,
+    /// Bumped when the log may have grown; the projector runners wait on it.
+    pub log_wake: Arc<LogWake>,
+    /// Signs list cursors; derived from the JWT secret so every instance agrees.
+    pub cursor_key: Arc<[u8]>,
 }
 
 impl AppState {
@@ -35,7 +42,21 @@ impl AppState {
             emails: emails.clone(),
             passwords: passwords.clone(),
         };
+        let names: Vec<&'static str> = projections::all_projectors()
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        let cursor_key: Arc<[u8]> = {
+            use sha2::Digest;
+            let mut hasher = sha2::Sha256::new();
+            hasher.update(b"chronicle list cursors\0");
+            hasher.update(&config.jwt_secret);
+            Arc::from(hasher.finalize().to_vec())
+        };
         Self {
+            cursor_key,
+            progress: Arc::new(Progress::new(&names)),
+            log_wake: Arc::new(tokio::sync::watch::channel(0).0),
             jwt: Arc::new(JwtKeys::new(
                 &config.jwt_secret,
                 &config.jwt_issuer,

@@ -1,6 +1,24 @@
-//! Chronicle's read side: the global log position and, as the read side grows, the log reader,
-//! the projector runner and the read models.
+//! Chronicle's read side: the global log reader, the projector runner with checkpoints and
+//! leadership, the public event form, and the read models with their queries.
 
+pub mod listing;
+pub mod log;
 pub mod position;
+pub mod posts;
+pub mod public;
+pub mod runner;
+pub mod sessions;
+pub mod users;
 
 pub use position::Position;
+
+use std::sync::Arc;
+
+/// Every projector this build knows, in the order they are started.
+pub fn all_projectors() -> Vec<Arc<dyn runner::Projector>> {
+    vec![
+        Arc::new(users::UsersProjector),
+        Arc::new(posts::PostsProjector),
+        Arc::new(sessions::SessionsProjector),
+    ]
+}

@@ -227,7 +227,9 @@ impl<A: Aggregate + Clone + 'static> EventStore<A> for EventLogStore<A> {
             .collect();
 
         let position = if envelopes.is_empty() {
-            None
+            // Nothing appended: the answer still names a position, the aggregate's last event,
+            // so read-your-writes and `Chronicle-Position` work for no-op commands too.
+            self.last_position(&aggregate_id).await?
         } else {
             Some(self.append(&envelopes).await.inspect_err(|e| {
                 if matches!(e, AggregateError::AggregateConflict) {
@@ -252,6 +254,23 @@ impl<A: Aggregate + Clone + 'static> EventStore<A> for EventLogStore<A> {
 }
 
 impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
+    async fn last_position(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<Position>, AggregateError<A::Error>> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, position FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2
+              ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(connection_or_unexpected)?;
+        Ok(row.map(|(tx, pos)| Position::new(tx, pos)))
+    }
+
     async fn append(
         &self,
         envelopes: &[EventEnvelope<A>],

@@ -16,7 +16,8 @@ use validator::{Validate, ValidationErrors};
 
 use crate::auth::jwt::ACCESS_TOKEN_SECONDS;
 use crate::auth::tokens::{new_refresh_token, random_secret, sha256_hex};
-use crate::commands::CommandMeta;
+use crate::commands::{CommandMeta, Executed};
+use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{RequestMeta, ValidatedJson};
 use crate::http::respond::Answer;
@@ -26,6 +27,9 @@ use crate::state::AppState;
 
 const REFRESH_TOKEN_DAYS: i64 = 30;
 const EMAIL_VERIFICATION_HOURS: i64 = 24;
+
+/// Sign-ins change users and sessions; a `GET /me` or `/me/sessions` right after must see them.
+const READ_MODELS: &[&str] = &["users", "sessions"];
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -97,7 +101,7 @@ pub async fn register_user(
     name: UserName,
     password: Password,
     role: Role,
-) -> Result<(User, u64, Option<projections::Position>), ApiError> {
+) -> Result<Executed<User>, ApiError> {
     let password_hash = state
         .passwords
         .hash(password.as_str())
@@ -117,11 +121,10 @@ pub async fn register_user(
     };
     let mut meta = meta.clone();
     meta.actor_id.get_or_insert(user_id);
-    let done = state
+    Ok(state
         .users
         .execute(user_id.to_string(), command, &meta, true)
-        .await?;
-    Ok((done.state, done.version, done.position))
+        .await?)
 }
 
 async fn start_session(
@@ -131,7 +134,7 @@ async fn start_session(
     user_id: UserId,
     role: Role,
     client: ClientInfo,
-) -> Result<AuthAnswer, ApiError> {
+) -> Result<(AuthAnswer, Option<projections::Position>), ApiError> {
     let session_id = SessionId::from_uuid(uuid::Uuid::now_v7());
     let refresh_token = new_refresh_token(session_id);
     let now = Utc::now();
@@ -145,7 +148,7 @@ async fn start_session(
         expires_at: now + Duration::days(REFRESH_TOKEN_DAYS),
         at: now,
     };
-    state
+    let started = state
         .sessions
         .execute(
             session_id.to_string(),
@@ -158,13 +161,14 @@ async fn start_session(
         .jwt
         .issue(user_id, session_id, role, now)
         .map_err(ApiError::internal)?;
-    Ok(AuthAnswer {
+    let answer = AuthAnswer {
         user,
         access_token,
         refresh_token,
         token_type: "Bearer",
         expires_in: ACCESS_TOKEN_SECONDS,
-    })
+    };
+    Ok((answer, started.position))
 }
 
 async fn register(
@@ -172,6 +176,7 @@ async fn register(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<RegisterRequest>,
 ) -> Result<Answer<AuthAnswer>, ApiError> {
     let email =
@@ -181,7 +186,7 @@ async fn register(
     let password = Password::parse(&body.password)
         .map_err(|e| ApiError::field("password", e.code, &e.message))?;
 
-    let (user, _, position) = register_user(
+    let done = register_user(
         &state,
         &meta.command(None),
         email,
@@ -190,10 +195,11 @@ async fn register(
         Role::User,
     )
     .await?;
+    let user = done.state;
     let user_id = user
         .id
         .ok_or_else(|| ApiError::internal("registered user without id"))?;
-    let answer = start_session(
+    let (answer, position) = start_session(
         &state,
         &meta,
         UserView::from_state(&user),
@@ -203,7 +209,12 @@ async fn register(
     )
     .await?;
 
-    Ok(Answer::created(answer, format!("/api/v1/users/{user_id}")).position(position))
+    // The session's events come after the user's, so waiting for them covers both.
+    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
+    Ok(Answer::ok(answer)
+        .created(format!("/api/v1/users/{user_id}"))
+        .position(position)
+        .eventual(!fresh))
 }
 
 /// One answer for an unknown email, a wrong password and a deactivated user, with the same
@@ -213,6 +224,7 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<LoginRequest>,
 ) -> Result<Answer<AuthAnswer>, ApiError> {
     let owner = match Email::parse(&body.email) {
@@ -248,7 +260,7 @@ async fn login(
         return Err(ApiError::invalid_credentials());
     };
 
-    let answer = start_session(
+    let (answer, position) = start_session(
         &state,
         &meta,
         UserView::from_state(&user),
@@ -257,5 +269,6 @@ async fn login(
         ClientInfo::from_request(peer, &headers),
     )
     .await?;
-    Ok(Answer::ok(answer))
+    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
+    Ok(Answer::ok(answer).position(position).eventual(!fresh))
 }

@@ -65,6 +65,8 @@ pub enum ApiError {
         detail: &'static str,
         retry_after_secs: Option<u64>,
     },
+    #[error("the read models have not reached the requested position")]
+    ProjectionLagging,
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -311,6 +313,12 @@ impl ApiError {
                 "Service unavailable",
                 *detail,
             ),
+            ApiError::ProjectionLagging => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "PROJECTION_LAGGING",
+                "Projection lagging",
+                "the read models have not reached the requested position yet; retry shortly",
+            ),
             ApiError::Internal(_) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -339,6 +347,9 @@ impl IntoResponse for ApiError {
                 ..
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            ApiError::ProjectionLagging => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
             }
             _ => {}
         }

@@ -1,9 +1,13 @@
 //! The HTTP edge: the router, its layers, and one module per URL collection.
 
 pub mod auth;
+pub mod consistency;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
+pub mod listing;
+pub mod me;
 pub mod middleware;
 pub mod posts;
 pub mod respond;
@@ -31,7 +35,9 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(auth::router())
         .merge(users::router())
-        .merge(posts::router());
+        .merge(posts::router())
+        .merge(me::router())
+        .merge(events::router());
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -14,6 +14,7 @@ pub struct Answer<T> {
     etag: Option<u64>,
     location: Option<String>,
     position: Option<Position>,
+    eventual: bool,
 }
 
 #[derive(Serialize)]
@@ -29,15 +30,21 @@ impl<T: Serialize> Answer<T> {
             etag: None,
             location: None,
             position: None,
+            eventual: false,
         }
     }
 
-    pub fn created(body: T, location: String) -> Self {
-        Self {
-            status: StatusCode::CREATED,
-            location: Some(location),
-            ..Self::ok(body)
-        }
+    /// Turns the answer into a 201 with `Location`.
+    pub fn created(mut self, location: String) -> Self {
+        self.status = StatusCode::CREATED;
+        self.location = Some(location);
+        self
+    }
+
+    /// Marks an answer given before the read models caught up (`X-Consistency: eventual`).
+    pub fn eventual(mut self, eventual: bool) -> Self {
+        self.eventual = eventual;
+        self
     }
 
     pub fn etag(mut self, version: u64) -> Self {
@@ -68,24 +75,31 @@ impl<T: Serialize> IntoResponse for Answer<T> {
         if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             headers.insert(header::LOCATION, location);
         }
-        if let Some(position) = self
-            .position
-            .and_then(|p| HeaderValue::from_str(&p.to_string()).ok())
-        {
-            headers.insert(CHRONICLE_POSITION.clone(), position);
-        }
+        command_headers(headers, self.position, self.eventual);
         response
     }
 }
 
-/// A 204 that still reports where the command's events landed.
-pub fn no_content(position: Option<Position>) -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
+pub static X_CONSISTENCY: HeaderName = HeaderName::from_static("x-consistency");
+
+/// `Chronicle-Position` and, when the read models had not caught up, `X-Consistency: eventual`.
+fn command_headers(
+    headers: &mut axum::http::HeaderMap,
+    position: Option<Position>,
+    eventual: bool,
+) {
     if let Some(position) = position.and_then(|p| HeaderValue::from_str(&p.to_string()).ok()) {
-        response
-            .headers_mut()
-            .insert(CHRONICLE_POSITION.clone(), position);
+        headers.insert(CHRONICLE_POSITION.clone(), position);
     }
+    if eventual {
+        headers.insert(X_CONSISTENCY.clone(), HeaderValue::from_static("eventual"));
+    }
+}
+
+/// A 204 that still reports where the command's events landed.
+pub fn no_content(position: Option<Position>, eventual: bool) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    command_headers(response.headers_mut(), position, eventual);
     response
 }
 

@@ -4,6 +4,8 @@
 use aggregates::post::Post;
 use aggregates::user::User;
 use chrono::{DateTime, Utc};
+use projections::posts::PostRow;
+use projections::users::UserRow;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -12,8 +14,8 @@ pub struct UserView {
     pub email: String,
     pub name: String,
     pub bio: String,
-    pub role: &'static str,
-    pub status: &'static str,
+    pub role: String,
+    pub status: String,
     pub email_verified: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -36,8 +38,8 @@ impl UserView {
             email: user.email.clone(),
             name: user.name.clone(),
             bio: user.bio.clone(),
-            role: user.role.as_str(),
-            status: user.status.as_str(),
+            role: user.role.as_str().to_owned(),
+            status: user.status.as_str().to_owned(),
             email_verified: user.email_verified,
             created_at: user.created_at,
             updated_at: user.updated_at,
@@ -64,7 +66,7 @@ pub struct PostView {
     pub title: String,
     pub body: String,
     pub tags: Vec<String>,
-    pub status: &'static str,
+    pub status: String,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub published_at: Option<DateTime<Utc>>,
@@ -79,11 +81,56 @@ impl PostView {
             title: post.title.clone(),
             body: post.body.clone(),
             tags: post.tags.clone(),
-            status: post.status.as_str(),
+            status: post.status.as_str().to_owned(),
             created_at: post.created_at,
             updated_at: post.updated_at,
             published_at: post.published_at,
             version: post.version,
+        }
+    }
+}
+
+impl UserView {
+    pub fn from_row(row: UserRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            email: row.email,
+            name: row.name,
+            bio: row.bio,
+            role: row.role,
+            status: row.status,
+            email_verified: row.email_verified,
+            created_at: Some(row.created_at),
+            updated_at: Some(row.updated_at),
+            version: row.version as u64,
+        }
+    }
+}
+
+impl PublicUserView {
+    pub fn from_row(row: UserRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            name: row.name,
+            bio: row.bio,
+            created_at: Some(row.created_at),
+        }
+    }
+}
+
+impl PostView {
+    pub fn from_row(row: PostRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            author_id: row.author_id.to_string(),
+            title: row.title,
+            body: row.body,
+            tags: row.tags,
+            status: row.status,
+            created_at: Some(row.created_at),
+            updated_at: Some(row.updated_at),
+            published_at: row.published_at,
+            version: row.version as u64,
         }
     }
 }

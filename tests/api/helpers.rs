@@ -211,7 +211,7 @@ impl TestApp {
     pub async fn spawn_on(db: TestDatabase, extra: &[(&str, &str)]) -> Self {
         init_logging();
         let config = test_config(&db.url, extra);
-        let app = Application::build(config, BuildOptions { migrate: true })
+        let app = Application::build(config, BuildOptions::default())
             .await
             .expect("the application builds");
         let address = format!("http://127.0.0.1:{}", app.port());

@@ -1,39 +1,23 @@
-//! `/users`: admin-created users, profile changes, email verification, passwords, deactivation.
+//! Commands on `/users`: admin-created users, profile changes, email verification, passwords, deactivation.
 
 use aggregates::user::{User, UserChanges, UserCommand, UserStatus};
 use aggregates::values::{Bio, Email, Password, UserName};
 use aggregates::{Role, UserId};
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
 use validator::{Validate, ValidationError, ValidationErrors};
 
 use crate::commands::Executed;
 use crate::http::auth::register_user;
+use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson};
-use crate::http::respond::{no_content, not_modified, not_modified_response, Answer};
+use crate::http::respond::{no_content, Answer};
 use crate::http::validate::Rules;
-use crate::http::views::{PublicUserView, UserView};
+use crate::http::views::UserView;
 use crate::state::AppState;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", post(create_user))
-        .route(
-            "/users/{id}",
-            get(get_user)
-                .patch(update_user)
-                .put(replace_user)
-                .delete(deactivate_user),
-        )
-        .route("/users/{id}/verify-email", post(verify_email))
-        .route("/users/{id}/password", post(change_password))
-}
 
 fn parse_role(raw: &str) -> Result<Role, ValidationError> {
     Role::parse(raw).ok_or_else(|| {
@@ -189,16 +173,35 @@ fn invalid(field: &'static str) -> impl Fn(aggregates::values::ValueError) -> Ap
     move |e| ApiError::field(field, e.code, &e.message)
 }
 
-fn user_answer(done: Executed<User>) -> Answer<UserView> {
-    Answer::ok(UserView::from_state(&done.state))
+/// Answers from the read model once it has applied the command's events (bounded wait);
+/// from the aggregate's state, marked eventual, when the wait ran out or was declined.
+async fn user_answer(
+    state: &AppState,
+    done: Executed<User>,
+    prefer_async: bool,
+) -> Result<Answer<UserView>, ApiError> {
+    let fresh = !prefer_async && caught_up(state, READ_MODELS, done.position).await;
+    let row = match (fresh, done.state.id) {
+        (true, Some(id)) => projections::users::find(&state.pool, *id.as_uuid())
+            .await
+            .map_err(ApiError::internal)?,
+        _ => None,
+    };
+    let view = row.map_or_else(|| UserView::from_state(&done.state), UserView::from_row);
+    Ok(Answer::ok(view)
         .etag(done.version)
         .position(done.position)
+        .eventual(!fresh))
 }
 
-async fn create_user(
+/// The read models a user command's answer and the following reads depend on.
+const READ_MODELS: &[&str] = &["users", "sessions"];
+
+pub(super) async fn create_user(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<CreateUserRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
     let email = Email::parse(&body.email).map_err(invalid("email"))?;
@@ -210,7 +213,7 @@ async fn create_user(
         .and_then(Role::parse)
         .unwrap_or_default();
 
-    let (user, version, position) = register_user(
+    let done = register_user(
         &state,
         &meta.command(Some(admin.user_id)),
         email,
@@ -219,47 +222,22 @@ async fn create_user(
         role,
     )
     .await?;
-
-    let id = user.id.map(|id| id.to_string()).unwrap_or_default();
-    Ok(
-        Answer::created(UserView::from_state(&user), format!("/api/v1/users/{id}"))
-            .etag(version)
-            .position(position),
-    )
+    let location = format!(
+        "/api/v1/users/{}",
+        done.state.id.map(|id| id.to_string()).unwrap_or_default()
+    );
+    Ok(user_answer(&state, done, prefer_async)
+        .await?
+        .created(location))
 }
 
-/// Signed-in callers see the full user for themselves (and admins for anyone), the public
-/// view for others.
-async fn get_user(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    PathId(id): PathId<UserId>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (user, version) = state.users.load(&id.to_string()).await?;
-    if user.id.is_none() {
-        return Err(ApiError::NotFound);
-    }
-    if not_modified(&headers, version) {
-        return Ok(not_modified_response(version));
-    }
-    if caller.is_admin() || caller.user_id == id {
-        Ok(Answer::ok(UserView::from_state(&user))
-            .etag(version)
-            .into_response())
-    } else {
-        Ok(Answer::ok(PublicUserView::from_state(&user))
-            .etag(version)
-            .into_response())
-    }
-}
-
-async fn update_user(
+pub(super) async fn update_user(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<UserId>,
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<UpdateUserRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
     let command = UserCommand::Update {
@@ -277,15 +255,16 @@ async fn update_user(
             expected_version.is_none(),
         )
         .await?;
-    Ok(user_answer(done))
+    user_answer(&state, done, prefer_async).await
 }
 
-async fn replace_user(
+pub(super) async fn replace_user(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<UserId>,
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<ReplaceUserRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
     let changes = UserChanges {
@@ -309,15 +288,16 @@ async fn replace_user(
             expected_version.is_none(),
         )
         .await?;
-    Ok(user_answer(done))
+    user_answer(&state, done, prefer_async).await
 }
 
-async fn deactivate_user(
+pub(super) async fn deactivate_user(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<UserId>,
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
 ) -> Result<Response, ApiError> {
     let command = UserCommand::Deactivate {
         actor: caller.actor(),
@@ -333,14 +313,16 @@ async fn deactivate_user(
             expected_version.is_none(),
         )
         .await?;
-    Ok(no_content(done.position))
+    let fresh = !prefer_async && caught_up(&state, READ_MODELS, done.position).await;
+    Ok(no_content(done.position, !fresh))
 }
 
-async fn verify_email(
+pub(super) async fn verify_email(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<UserId>,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<VerifyEmailRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
     let command = UserCommand::VerifyEmail {
@@ -357,14 +339,15 @@ async fn verify_email(
             true,
         )
         .await?;
-    Ok(user_answer(done))
+    user_answer(&state, done, prefer_async).await
 }
 
-async fn change_password(
+pub(super) async fn change_password(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<UserId>,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
     if caller.user_id != id {
@@ -390,5 +373,6 @@ async fn change_password(
             true,
         )
         .await?;
-    Ok(no_content(done.position))
+    let fresh = !prefer_async && caught_up(&state, READ_MODELS, done.position).await;
+    Ok(no_content(done.position, !fresh))
 }

@@ -1,38 +1,22 @@
-//! `/posts`: writing, editing, publishing and deleting posts, and reading one.
+//! Commands on `/posts`: writing, editing, publishing and deleting posts.
 
-use aggregates::post::{Post, PostCommand, PostStatus};
+use aggregates::post::{Post, PostCommand};
 use aggregates::values::{PostBody, PostTitle, Tags};
 use aggregates::PostId;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
 use validator::{Validate, ValidationErrors};
 
 use crate::commands::Executed;
+use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
-use crate::http::extract::{AuthUser, IfMatch, MaybeAuthUser, PathId, RequestMeta, ValidatedJson};
-use crate::http::respond::{no_content, not_modified, not_modified_response, Answer};
+use crate::http::extract::{AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson};
+use crate::http::respond::{no_content, Answer};
 use crate::http::validate::Rules;
 use crate::http::views::PostView;
 use crate::state::AppState;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/posts", post(create_post))
-        .route(
-            "/posts/{id}",
-            get(get_post)
-                .patch(update_post)
-                .put(replace_post)
-                .delete(delete_post),
-        )
-        .route("/posts/{id}/publish", post(publish_post))
-        .route("/posts/{id}/unpublish", post(unpublish_post))
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,16 +106,35 @@ fn tags(raw: &[String]) -> Result<Tags, ApiError> {
     Tags::parse(raw).map_err(|_| ApiError::field("tags", "PATTERN", "invalid tags"))
 }
 
-fn post_answer(done: Executed<Post>) -> Answer<PostView> {
-    Answer::ok(PostView::from_state(&done.state))
+/// Answers from the read model once it has applied the command's events (bounded wait);
+/// from the aggregate's state, marked eventual, when the wait ran out or was declined.
+async fn post_answer(
+    state: &AppState,
+    done: Executed<Post>,
+    prefer_async: bool,
+) -> Result<Answer<PostView>, ApiError> {
+    let fresh = !prefer_async && caught_up(state, READ_MODELS, done.position).await;
+    let row = match (fresh, done.state.id) {
+        (true, Some(id)) => projections::posts::find(&state.pool, *id.as_uuid())
+            .await
+            .map_err(ApiError::internal)?,
+        _ => None,
+    };
+    let view = row.map_or_else(|| PostView::from_state(&done.state), PostView::from_row);
+    Ok(Answer::ok(view)
         .etag(done.version)
         .position(done.position)
+        .eventual(!fresh))
 }
 
-async fn create_post(
+/// The read models a post command's answer and the following reads depend on.
+const READ_MODELS: &[&str] = &["posts"];
+
+pub(super) async fn create_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(req): ValidatedJson<CreatePostRequest>,
 ) -> Result<Answer<PostView>, ApiError> {
     let post_id = PostId::from_uuid(uuid::Uuid::now_v7());
@@ -153,47 +156,18 @@ async fn create_post(
             false,
         )
         .await?;
-    Ok(Answer::created(
-        PostView::from_state(&done.state),
-        format!("/api/v1/posts/{post_id}"),
-    )
-    .etag(done.version)
-    .position(done.position))
+    Ok(post_answer(&state, done, prefer_async)
+        .await?
+        .created(format!("/api/v1/posts/{post_id}")))
 }
 
-/// Drafts exist only for their author and admins; everyone else gets the same 404 as for a
-/// post that never existed.
-async fn get_post(
-    State(state): State<AppState>,
-    MaybeAuthUser(caller): MaybeAuthUser,
-    PathId(id): PathId<PostId>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (post, version) = state.posts.load(&id.to_string()).await?;
-    let visible = match (post.author_id, post.deleted, post.status) {
-        (None, _, _) | (_, true, _) => false,
-        (Some(_), false, PostStatus::Published) => true,
-        (Some(author), false, PostStatus::Draft) => {
-            caller.is_some_and(|c| c.is_admin() || c.user_id == author)
-        }
-    };
-    if !visible {
-        return Err(ApiError::NotFound);
-    }
-    if not_modified(&headers, version) {
-        return Ok(not_modified_response(version));
-    }
-    Ok(Answer::ok(PostView::from_state(&post))
-        .etag(version)
-        .into_response())
-}
-
-async fn update_post(
+pub(super) async fn update_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<PostId>,
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(req): ValidatedJson<UpdatePostRequest>,
 ) -> Result<Answer<PostView>, ApiError> {
     let command = PostCommand::Update {
@@ -213,15 +187,16 @@ async fn update_post(
             expected_version.is_none(),
         )
         .await?;
-    Ok(post_answer(done))
+    post_answer(&state, done, prefer_async).await
 }
 
-async fn replace_post(
+pub(super) async fn replace_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<PostId>,
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(req): ValidatedJson<ReplacePostRequest>,
 ) -> Result<Answer<PostView>, ApiError> {
     let command = PostCommand::Replace {
@@ -241,7 +216,7 @@ async fn replace_post(
             expected_version.is_none(),
         )
         .await?;
-    Ok(post_answer(done))
+    post_answer(&state, done, prefer_async).await
 }
 
 /// Publish, unpublish and delete share their shape: a transition with an optional `If-Match`.
@@ -264,46 +239,47 @@ async fn transition(
         .await?)
 }
 
-async fn publish_post(
+pub(super) async fn publish_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<PostId>,
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
 ) -> Result<Answer<PostView>, ApiError> {
     let command = PostCommand::Publish {
         actor: caller.actor(),
         expected_version,
         at: Utc::now(),
     };
-    Ok(post_answer(
-        transition(&state, &caller, id, &meta, expected_version, command).await?,
-    ))
+    let done = transition(&state, &caller, id, &meta, expected_version, command).await?;
+    post_answer(&state, done, prefer_async).await
 }
 
-async fn unpublish_post(
+pub(super) async fn unpublish_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<PostId>,
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
 ) -> Result<Answer<PostView>, ApiError> {
     let command = PostCommand::Unpublish {
         actor: caller.actor(),
         expected_version,
         at: Utc::now(),
     };
-    Ok(post_answer(
-        transition(&state, &caller, id, &meta, expected_version, command).await?,
-    ))
+    let done = transition(&state, &caller, id, &meta, expected_version, command).await?;
+    post_answer(&state, done, prefer_async).await
 }
 
-async fn delete_post(
+pub(super) async fn delete_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<PostId>,
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
 ) -> Result<Response, ApiError> {
     let command = PostCommand::Delete {
         actor: caller.actor(),
@@ -311,5 +287,6 @@ async fn delete_post(
         at: Utc::now(),
     };
     let done = transition(&state, &caller, id, &meta, expected_version, command).await?;
-    Ok(no_content(done.position))
+    let fresh = !prefer_async && caught_up(&state, READ_MODELS, done.position).await;
+    Ok(no_content(done.position, !fresh))
 }

@@ -1,0 +1,375 @@
+//! The projector runner: reads the log after a projector's checkpoint in batches, applies them
+//! and moves the checkpoint in the same transaction, so a crash repeats nothing and loses
+//! nothing.
+//!
+//! One instance runs a given projector at a time: the leader holds a session-level advisory
+//! lock on a dedicated connection, which Postgres releases when that connection (or process)
+//! dies, so another instance takes over. Correctness does not rest on the lock: each batch
+//! locks the checkpoint row `FOR UPDATE`, so even two runners could only take turns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::log::{self, StoredEvent};
+use crate::Position;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("event {event_id} ({event_type}) cannot be applied: {reason}")]
+    BadEvent {
+        event_id: uuid::Uuid,
+        event_type: String,
+        reason: String,
+    },
+}
+
+impl ProjectionError {
+    pub fn bad_event(event: &StoredEvent, reason: impl std::fmt::Display) -> Self {
+        Self::BadEvent {
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// A read model: its name, its tables, and how a batch of events changes them.
+#[async_trait]
+pub trait Projector: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// The tables this projector owns, emptied by a reset.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Applies events in log order inside the runner's transaction. Must be idempotent per
+    /// event (set values, upsert), though the checkpoint already prevents repeats.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError>;
+}
+
+/// How far each projector has got, as seen by this process: fed by the runners it leads and by
+/// the other instances' progress notifications. Read-your-writes waits on it.
+pub struct Progress {
+    positions: HashMap<&'static str, watch::Sender<Position>>,
+}
+
+impl Progress {
+    pub fn new(names: &[&'static str]) -> Self {
+        Self {
+            positions: names
+                .iter()
+                .map(|n| (*n, watch::channel(Position::START).0))
+                .collect(),
+        }
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.positions.keys().copied()
+    }
+
+    pub fn advance(&self, name: &str, position: Position) {
+        if let Some(sender) = self.positions.get(name) {
+            sender.send_if_modified(|current| {
+                let newer = position > *current;
+                if newer {
+                    *current = position;
+                }
+                newer
+            });
+        }
+    }
+
+    pub fn current(&self, name: &str) -> Option<Position> {
+        self.positions.get(name).map(|s| *s.borrow())
+    }
+
+    /// The least position over `names`: what a reader of all of them can rely on.
+    pub fn least(&self, names: &[&str]) -> Position {
+        names
+            .iter()
+            .filter_map(|n| self.current(n))
+            .min()
+            .unwrap_or(Position::START)
+    }
+
+    /// Waits until every named projector has reached `target`; false on timeout.
+    pub async fn wait_for(&self, names: &[&str], target: Position, timeout: Duration) -> bool {
+        let wait_all = async {
+            for name in names {
+                if let Some(sender) = self.positions.get(name) {
+                    let mut receiver = sender.subscribe();
+                    if receiver.wait_for(|p| *p >= target).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+            true
+        };
+        tokio::time::timeout(timeout, wait_all)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Loads every checkpoint, e.g. at start or after missed notifications.
+    pub async fn refresh(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let rows = sqlx::query("SELECT name, transaction_id, position FROM projection_checkpoints")
+            .fetch_all(pool)
+            .await?;
+        for row in rows {
+            let name: String = row.try_get("name")?;
+            self.advance(
+                &name,
+                Position::new(row.try_get("transaction_id")?, row.try_get("position")?),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Bumped whenever the log may have grown; runners wait on it instead of polling fast.
+pub type LogWake = watch::Sender<u64>;
+
+/// Listens for new events and for other instances' progress until the process stops.
+/// Notifications can be missed while reconnecting, so every reconnect refreshes everything.
+pub async fn listen(pool: PgPool, progress: Arc<Progress>, wake: Arc<LogWake>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for log notifications; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = listener
+            .listen_all(["chronicle_events", "chronicle_projections"])
+            .await
+        {
+            tracing::warn!(error = %e, "LISTEN failed; retrying");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        let _ = progress.refresh(&pool).await;
+        wake.send_modify(|n| *n = n.wrapping_add(1));
+        // `None` or an error means the connection was lost: reconnect and refresh what may
+        // have been missed meanwhile.
+        while let Ok(Some(notification)) = listener.try_recv().await {
+            match notification.channel() {
+                "chronicle_events" => wake.send_modify(|n| *n = n.wrapping_add(1)),
+                _ => {
+                    if let Some((name, token)) = notification.payload().split_once(' ') {
+                        if let Ok(position) = token.parse() {
+                            progress.advance(name, position);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+const BATCH_SIZE: i64 = 500;
+const IDLE_POLL: Duration = Duration::from_secs(1);
+const LEADER_CHECK: Duration = Duration::from_secs(2);
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
+
+pub struct Runner {
+    pool: PgPool,
+    database_url: String,
+    projector: Arc<dyn Projector>,
+    progress: Arc<Progress>,
+    wake: watch::Receiver<u64>,
+}
+
+impl Runner {
+    pub fn new(
+        pool: PgPool,
+        database_url: String,
+        projector: Arc<dyn Projector>,
+        progress: Arc<Progress>,
+        wake: &LogWake,
+    ) -> Self {
+        Self {
+            pool,
+            database_url,
+            projector,
+            progress,
+            wake: wake.subscribe(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projector.name()
+    }
+
+    pub async fn ensure_checkpoint(&self) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(self.name())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Applies one batch; returns how many events it applied (0 when caught up).
+    pub async fn step(&self) -> Result<usize, ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+            .bind(self.name())
+            .fetch_one(&mut *tx)
+            .await?;
+        let checkpoint = Position::new(row.try_get("transaction_id")?, row.try_get("position")?);
+        let events = log::read_after(&mut *tx, checkpoint, BATCH_SIZE).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            tx.rollback().await?;
+            self.progress.advance(self.name(), checkpoint);
+            return Ok(0);
+        };
+        self.projector.apply(&mut tx, &events).await?;
+        sqlx::query(
+            "UPDATE projection_checkpoints
+                SET transaction_id = $2, position = $3, status = 'running', last_error = NULL, updated_at = now()
+              WHERE name = $1",
+        )
+        .bind(self.name())
+        .bind(last.transaction_id)
+        .bind(last.position)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.progress.advance(self.name(), last);
+        Ok(events.len())
+    }
+
+    /// Steps until caught up; for tests and rebuilds.
+    pub async fn run_to_idle(&self) -> Result<usize, ProjectionError> {
+        let mut total = 0;
+        loop {
+            match self.step().await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    async fn record_failure(&self, error: &ProjectionError) {
+        tracing::error!(projector = self.name(), error = %error, "projector failed; it will retry with backoff");
+        let _ = sqlx::query(
+            "UPDATE projection_checkpoints SET status = 'failed', last_error = $2, updated_at = now() WHERE name = $1",
+        )
+        .bind(self.name())
+        .bind(error.to_string())
+        .execute(&self.pool)
+        .await;
+    }
+
+    /// Becomes the leader for this projector, waiting while another instance is.
+    async fn lead(&self) -> PgConnection {
+        let key = advisory_key(&format!("projector:{}", self.name()));
+        let mut announced = false;
+        loop {
+            if let Ok(mut conn) = PgConnection::connect(&self.database_url).await {
+                let locked: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(key)
+                    .fetch_one(&mut conn)
+                    .await;
+                if let Ok(true) = locked {
+                    tracing::info!(projector = self.name(), "leading this projector");
+                    return conn;
+                }
+                if !announced {
+                    tracing::info!(
+                        projector = self.name(),
+                        "another instance leads this projector; standing by"
+                    );
+                    announced = true;
+                }
+                let _ = conn.close().await;
+            }
+            tokio::time::sleep(LEADER_CHECK).await;
+        }
+    }
+
+    /// Runs until the task is dropped: leads, projects, follows new events, and hands over
+    /// leadership if its lock connection dies.
+    pub async fn run(mut self) {
+        loop {
+            if let Err(e) = self.ensure_checkpoint().await {
+                tracing::warn!(projector = self.name(), error = %e, "cannot reach the database; retrying");
+                tokio::time::sleep(LEADER_CHECK).await;
+                continue;
+            }
+            let mut leader = self.lead().await;
+            let mut last_check = Instant::now();
+            let mut failures: u32 = 0;
+            loop {
+                self.wake.borrow_and_update();
+                match self.step().await {
+                    Ok(0) => {
+                        failures = 0;
+                        self.idle().await;
+                    }
+                    Ok(_) => failures = 0,
+                    Err(e) => {
+                        failures += 1;
+                        self.record_failure(&e).await;
+                        let backoff =
+                            Duration::from_secs(1u64 << failures.min(9)).min(MAX_FAILURE_BACKOFF);
+                        tokio::time::sleep(backoff).await;
+                    }
+                }
+                if last_check.elapsed() >= LEADER_CHECK {
+                    last_check = Instant::now();
+                    if sqlx::query("SELECT 1").execute(&mut leader).await.is_err() {
+                        tracing::warn!(projector = self.name(), "lost the leadership connection");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the log to grow. When events exist that are not readable yet (an older
+    /// transaction is still open), it looks again soon rather than waiting for the slow poll.
+    async fn idle(&mut self) {
+        let checkpoint = self
+            .progress
+            .current(self.name())
+            .unwrap_or(Position::START);
+        let pending = log::has_pending(&self.pool, checkpoint)
+            .await
+            .unwrap_or(false);
+        let wait = if pending {
+            Duration::from_millis(20)
+        } else {
+            IDLE_POLL
+        };
+        let _ = tokio::time::timeout(wait, self.wake.changed()).await;
+    }
+}
+
+/// A stable 64-bit key for an advisory lock (FNV-1a; std's hasher is not stable across builds).
+pub fn advisory_key(name: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}

@@ -1,0 +1,86 @@
+//! Read-your-writes: commands wait (bounded) for the read models that serve their answer, and
+//! queries honour `Chronicle-Min-Position` and report the position their read models are at.
+
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderName;
+use projections::Position;
+
+use crate::http::error::{ApiError, FieldError};
+use crate::state::AppState;
+
+/// The bound on every read-your-writes wait.
+pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
+
+pub static CHRONICLE_MIN_POSITION: HeaderName = HeaderName::from_static("chronicle-min-position");
+
+/// `Prefer: respond-async`: answer once the events are stored, without waiting for read models.
+pub struct PreferAsync(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for PreferAsync {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let wants_async = parts
+            .headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
+        Ok(PreferAsync(wants_async))
+    }
+}
+
+/// `Chronicle-Min-Position`: the log position a query's read models must have reached.
+pub struct MinPosition(pub Option<Position>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(raw) = parts.headers.get(&CHRONICLE_MIN_POSITION) else {
+            return Ok(MinPosition(None));
+        };
+        raw.to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(|p| MinPosition(Some(p)))
+            .ok_or_else(|| ApiError::Malformed {
+                detail: "Chronicle-Min-Position is not a position token".into(),
+                errors: vec![FieldError::new(
+                    "Chronicle-Min-Position",
+                    "FORMAT",
+                    "must be a token from a Chronicle-Position header",
+                )],
+            })
+    }
+}
+
+/// Waits until `read_models` have applied `position`. False when the bound ran out.
+pub async fn caught_up(state: &AppState, read_models: &[&str], position: Option<Position>) -> bool {
+    match position {
+        Some(position) => {
+            state
+                .progress
+                .wait_for(read_models, position, CONSISTENCY_WAIT)
+                .await
+        }
+        None => true,
+    }
+}
+
+/// For queries: waits for the requested position (503 `PROJECTION_LAGGING` after the bound) and
+/// returns the position the read models are at, for the answer's `Chronicle-Position`.
+pub async fn read_position(
+    state: &AppState,
+    read_models: &[&str],
+    min: &MinPosition,
+) -> Result<Position, ApiError> {
+    if !caught_up(state, read_models, min.0).await {
+        return Err(ApiError::ProjectionLagging);
+    }
+    Ok(state.progress.least(read_models))
+}

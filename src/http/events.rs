@@ -1,0 +1,79 @@
+//! `GET /events`: the global log in commit order, in its public form (admins only).
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use projections::Position;
+use serde_json::json;
+
+use crate::http::error::ApiError;
+use crate::http::extract::AdminUser;
+use crate::http::listing::{bad_parameter, QueryParams};
+use crate::state::AppState;
+
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/events", get(list_events))
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let mut after = Position::START;
+    let mut limit = DEFAULT_LIMIT;
+    let mut aggregate_type = None;
+    let mut event_type = None;
+    for (name, value) in &params.0 {
+        match name.as_str() {
+            "after" => {
+                after = value
+                    .parse()
+                    .map_err(|_| bad_parameter("after", "FORMAT", "must be a position token"))?;
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        bad_parameter("limit", "RANGE", "must be an integer from 1 to 1000")
+                    })?;
+            }
+            "aggregate_type" => aggregate_type = Some(value.clone()),
+            "event_type" => event_type = Some(value.clone()),
+            other => {
+                return Err(bad_parameter(
+                    other,
+                    "UNKNOWN_PARAMETER",
+                    "is not a parameter of this list",
+                ))
+            }
+        }
+    }
+
+    let events = projections::log::read_filtered(
+        &state.pool,
+        after,
+        limit + 1,
+        Some((&aggregate_type, &event_type)),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let has_more = events.len() as i64 > limit;
+    let page = &events[..events.len().min(limit as usize)];
+    let next = page
+        .last()
+        .filter(|_| has_more)
+        .map(|e| e.position.to_string());
+    let data: Vec<_> = page.iter().map(projections::public::public_event).collect();
+    Ok(Json(json!({
+        "data": data,
+        "pagination": { "limit": limit, "next_cursor": next, "has_more": has_more },
+    }))
+    .into_response())
+}

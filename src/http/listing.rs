@@ -1,0 +1,400 @@
+//! List requests: `limit`, `cursor` or `page`, `sort`, `fields` and filters, parsed strictly
+//! (a bad value is a 400 naming the parameter, never a 500), and list answers.
+//!
+//! Cursors are opaque and tamper-evident: the last row's sort values and the sort they belong
+//! to, signed with an HMAC, so a modified cursor or one reused with another sort is refused.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, RawQuery};
+use axum::http::request::Parts;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use projections::listing::{Listed, Page, Sort, SortKey};
+use projections::Position;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::http::error::{ApiError, FieldError};
+use crate::http::respond::CHRONICLE_POSITION;
+
+pub const DEFAULT_LIMIT: i64 = 20;
+pub const MAX_LIMIT: i64 = 100;
+
+/// The raw query parameters, in order.
+pub struct QueryParams(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let RawQuery(raw) = RawQuery::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        let pairs = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Ok(QueryParams(pairs))
+    }
+}
+
+/// What a resource allows in a list request.
+pub struct ListSpec {
+    pub sort_keys: &'static [SortKey],
+    pub filters: &'static [&'static str],
+    pub fields: &'static [&'static str],
+}
+
+pub struct ListRequest {
+    pub sort: Vec<Sort>,
+    sort_text: String,
+    pub page: Page,
+    pub limit: i64,
+    pub fields: Option<Vec<String>>,
+    pub filters: HashMap<String, String>,
+}
+
+fn bad(errors: Vec<FieldError>) -> ApiError {
+    let detail = match errors.len() {
+        1 => "1 query parameter is invalid".to_owned(),
+        n => format!("{n} query parameters are invalid"),
+    };
+    ApiError::Malformed { detail, errors }
+}
+
+pub fn bad_parameter(name: &str, code: &str, message: &str) -> ApiError {
+    bad(vec![FieldError::new(name, code, message)])
+}
+
+impl ListRequest {
+    pub fn parse(
+        params: &QueryParams,
+        spec: &ListSpec,
+        cursor_key: &[u8],
+    ) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let mut values: HashMap<&str, &str> = HashMap::new();
+        for (name, value) in &params.0 {
+            let known = matches!(
+                name.as_str(),
+                "limit" | "cursor" | "page" | "sort" | "fields" | "q"
+            ) || spec.filters.contains(&name.as_str());
+            if !known {
+                errors.push(FieldError::new(
+                    name.clone(),
+                    "UNKNOWN_PARAMETER",
+                    "is not a parameter of this list",
+                ));
+            } else if values.insert(name.as_str(), value.as_str()).is_some() {
+                errors.push(FieldError::new(
+                    name.clone(),
+                    "DUPLICATE",
+                    "may be given once",
+                ));
+            }
+        }
+
+        let limit = match values.get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    errors.push(FieldError::new(
+                        "limit",
+                        "RANGE",
+                        format!("must be an integer from 1 to {MAX_LIMIT}"),
+                    ));
+                    DEFAULT_LIMIT
+                }
+            },
+        };
+
+        let sort_text = values
+            .get("sort")
+            .copied()
+            .unwrap_or("-created_at")
+            .to_owned();
+        let mut sort = Vec::new();
+        for part in sort_text.split(',') {
+            let (descending, name) = match part.trim().strip_prefix('-') {
+                Some(name) => (true, name),
+                None => (false, part.trim()),
+            };
+            match spec.sort_keys.iter().find(|k| k.field == name) {
+                Some(key) if !sort.iter().any(|s: &Sort| s.key.field == name) => sort.push(Sort {
+                    key: *key,
+                    descending,
+                }),
+                _ => {
+                    let allowed: Vec<&str> = spec.sort_keys.iter().map(|k| k.field).collect();
+                    errors.push(FieldError::new(
+                        "sort",
+                        "INVALID_SORT",
+                        format!("{name:?} is not one of {}", allowed.join(", ")),
+                    ));
+                }
+            }
+        }
+
+        let fields = values.get("fields").map(|raw| {
+            raw.split(',')
+                .map(|f| f.trim().to_owned())
+                .filter(|f| !f.is_empty())
+                .collect::<Vec<_>>()
+        });
+        if let Some(unknown) = fields
+            .iter()
+            .flatten()
+            .find(|f| !spec.fields.contains(&f.as_str()))
+        {
+            errors.push(FieldError::new(
+                "fields",
+                "UNKNOWN_FIELD",
+                format!("{unknown:?} is not one of {}", spec.fields.join(", ")),
+            ));
+        }
+
+        let page = match (values.get("page"), values.get("cursor")) {
+            (Some(_), Some(_)) => {
+                errors.push(FieldError::new(
+                    "page",
+                    "CONFLICT",
+                    "use either page or cursor",
+                ));
+                Page::After(None)
+            }
+            (Some(raw), None) => match raw.parse::<i64>() {
+                Ok(n) if n >= 1 => Page::Offset(n),
+                _ => {
+                    errors.push(FieldError::new(
+                        "page",
+                        "RANGE",
+                        "must be an integer of at least 1",
+                    ));
+                    Page::After(None)
+                }
+            },
+            (None, Some(cursor)) => {
+                match decode_cursor(cursor, &sort_text, sort.len() + 1, cursor_key) {
+                    Some(values) => Page::After(Some(values)),
+                    None => {
+                        errors.push(FieldError::new(
+                            "cursor",
+                            "INVALID_CURSOR",
+                            "is not a cursor this list issued",
+                        ));
+                        Page::After(None)
+                    }
+                }
+            }
+            (None, None) => Page::After(None),
+        };
+
+        if !errors.is_empty() {
+            return Err(bad(errors));
+        }
+        let filters = values
+            .iter()
+            .filter(|(k, _)| spec.filters.contains(k) || **k == "q")
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Ok(Self {
+            sort,
+            sort_text,
+            page,
+            limit,
+            fields,
+            filters,
+        })
+    }
+
+    pub fn filter(&self, name: &str) -> Option<&str> {
+        self.filters
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn time_filter(
+        &self,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        self.filter(name)
+            .map(|raw| {
+                chrono::DateTime::parse_from_rfc3339(raw)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|_| bad_parameter(name, "FORMAT", "must be an RFC 3339 timestamp"))
+            })
+            .transpose()
+    }
+
+    pub fn uuid_filter(&self, name: &str) -> Result<Option<uuid::Uuid>, ApiError> {
+        self.filter(name)
+            .map(|raw| {
+                uuid::Uuid::parse_str(raw)
+                    .map_err(|_| bad_parameter(name, "FORMAT", "must be a UUID"))
+            })
+            .transpose()
+    }
+
+    pub fn enum_filter(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+        match self.filter(name) {
+            Some(v) if allowed.contains(&v) => Ok(Some(v.to_owned())),
+            Some(_) => Err(bad_parameter(
+                name,
+                "ENUM",
+                &format!("must be one of {}", allowed.join(", ")),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Builds the answer: `{data, pagination}` with the page's items cut to `fields`.
+    pub fn answer(
+        &self,
+        listed: Listed<Value>,
+        cursor_key: &[u8],
+        position: Position,
+    ) -> ListAnswer {
+        let items: Vec<Value> = listed
+            .items
+            .into_iter()
+            .map(|item| self.project(item))
+            .collect();
+        let pagination = match self.page {
+            Page::Offset(page) => {
+                let total = listed.total.unwrap_or(0);
+                json!({
+                    "page": page,
+                    "limit": self.limit,
+                    "total": total,
+                    "total_pages": (total + self.limit - 1) / self.limit,
+                })
+            }
+            Page::After(_) => {
+                let next = if listed.has_more {
+                    listed
+                        .last_values
+                        .map(|v| encode_cursor(&self.sort_text, &v, cursor_key))
+                } else {
+                    None
+                };
+                json!({ "limit": self.limit, "next_cursor": next, "has_more": listed.has_more })
+            }
+        };
+        ListAnswer {
+            items,
+            pagination,
+            position: Some(position),
+        }
+    }
+
+    /// Keeps only the requested fields (and always `id`).
+    pub fn project(&self, item: Value) -> Value {
+        match (&self.fields, item) {
+            (Some(fields), Value::Object(map)) => Value::Object(
+                map.into_iter()
+                    .filter(|(k, _)| k == "id" || fields.iter().any(|f| f == k))
+                    .collect(),
+            ),
+            (_, item) => item,
+        }
+    }
+}
+
+pub struct ListAnswer {
+    pub items: Vec<Value>,
+    pub pagination: Value,
+    pub position: Option<Position>,
+}
+
+impl IntoResponse for ListAnswer {
+    fn into_response(self) -> Response {
+        let mut response =
+            Json(json!({ "data": self.items, "pagination": self.pagination })).into_response();
+        if let Some(position) = self
+            .position
+            .and_then(|p| HeaderValue::from_str(&p.to_string()).ok())
+        {
+            response
+                .headers_mut()
+                .insert(CHRONICLE_POSITION.clone(), position);
+        }
+        response
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn signature(key: &[u8], payload: &str) -> Vec<u8> {
+    let mut mac = match HmacSha256::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return Vec::new(),
+    };
+    mac.update(payload.as_bytes());
+    mac.finalize().into_bytes()[..16].to_vec()
+}
+
+pub fn encode_cursor(sort_text: &str, values: &[String], key: &[u8]) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(json!({ "s": sort_text, "v": values }).to_string());
+    let sig = URL_SAFE_NO_PAD.encode(signature(key, &payload));
+    format!("{payload}.{sig}")
+}
+
+fn decode_cursor(
+    cursor: &str,
+    sort_text: &str,
+    expected_values: usize,
+    key: &[u8],
+) -> Option<Vec<String>> {
+    let (payload, sig) = cursor.split_once('.')?;
+    let given = URL_SAFE_NO_PAD.decode(sig).ok()?;
+    let mut mac = HmacSha256::new_from_slice(key).ok()?;
+    mac.update(payload.as_bytes());
+    mac.verify_truncated_left(&given).ok()?;
+    let decoded: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    if decoded["s"] != sort_text {
+        return None;
+    }
+    let values: Vec<String> = serde_json::from_value(decoded["v"].clone()).ok()?;
+    (values.len() == expected_values).then_some(values)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_any_change_to_it_is_refused() {
+        let values = vec!["2026-01-01 00:00:00+00".to_owned(), "0190-id".to_owned()];
+        let cursor = encode_cursor("-created_at", &values, b"key");
+
+        assert_eq!(
+            decode_cursor(&cursor, "-created_at", 2, b"key"),
+            Some(values)
+        );
+        assert_eq!(
+            decode_cursor(&cursor, "title", 2, b"key"),
+            None,
+            "another sort"
+        );
+        assert_eq!(decode_cursor(&cursor, "-created_at", 2, b"other key"), None);
+        let mut tampered = cursor.clone().into_bytes();
+        tampered[3] ^= 1;
+        assert_eq!(
+            decode_cursor(
+                &String::from_utf8(tampered).unwrap(),
+                "-created_at",
+                2,
+                b"key"
+            ),
+            None
+        );
+        assert_eq!(decode_cursor("garbage", "-created_at", 2, b"key"), None);
+    }
+}

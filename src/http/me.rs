@@ -1,0 +1,69 @@
+//! `/me`: the signed-in caller's own user and sessions.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::http::consistency::{read_position, MinPosition};
+use crate::http::error::ApiError;
+use crate::http::extract::AuthUser;
+use crate::http::respond::Answer;
+use crate::http::views::UserView;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/me", get(get_me))
+        .route("/me/sessions", get(list_my_sessions))
+}
+
+async fn get_me(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    min: MinPosition,
+) -> Result<Response, ApiError> {
+    let position = read_position(&state, &["users"], &min).await?;
+    let row = projections::users::find(&state.pool, *caller.user_id.as_uuid())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound)?;
+    let version = row.version as u64;
+    Ok(Answer::ok(UserView::from_row(row))
+        .etag(version)
+        .position(Some(position))
+        .into_response())
+}
+
+async fn list_my_sessions(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    min: MinPosition,
+) -> Result<Response, ApiError> {
+    let position = read_position(&state, &["sessions"], &min).await?;
+    let sessions = projections::sessions::active_for_user(&state.pool, *caller.user_id.as_uuid())
+        .await
+        .map_err(ApiError::internal)?;
+    let data: Vec<_> = sessions
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "created_at": s.created_at,
+                "last_used_at": s.last_used_at,
+                "expires_at": s.expires_at,
+                "ip": s.ip,
+                "user_agent": s.user_agent,
+                "current": s.id == *caller.session_id.as_uuid(),
+            })
+        })
+        .collect();
+    let mut response = Json(json!({ "data": data })).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&position.to_string()) {
+        response
+            .headers_mut()
+            .insert(crate::http::respond::CHRONICLE_POSITION.clone(), value);
+    }
+    Ok(response)
+}

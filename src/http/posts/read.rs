@@ -1,0 +1,206 @@
+//! Queries on `/posts` (and `/users/{id}/posts`), served from the `posts_view` read model.
+
+use aggregates::{PostId, UserId};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use projections::listing::{self, Bind, Condition, ListQuery};
+use projections::posts::{PostRow, COLUMNS, SORT_KEYS, TABLE};
+use projections::Position;
+use serde_json::json;
+
+use crate::http::consistency::{read_position, MinPosition};
+use crate::http::error::ApiError;
+use crate::http::extract::{AuthUser, MaybeAuthUser, PathId};
+use crate::http::listing::{ListAnswer, ListRequest, ListSpec, QueryParams};
+use crate::http::respond::{not_modified, not_modified_response, Answer};
+use crate::http::views::PostView;
+use crate::state::AppState;
+
+const READ_MODELS: &[&str] = &["posts"];
+
+const SPEC: ListSpec = ListSpec {
+    sort_keys: SORT_KEYS,
+    filters: &[
+        "status",
+        "author_id",
+        "tag",
+        "created_after",
+        "created_before",
+    ],
+    fields: &[
+        "id",
+        "author_id",
+        "title",
+        "body",
+        "tags",
+        "status",
+        "created_at",
+        "updated_at",
+        "published_at",
+        "version",
+    ],
+};
+
+/// The filters every post list shares.
+fn shared_conditions(request: &ListRequest) -> Result<Vec<Condition>, ApiError> {
+    let mut conditions = Vec::new();
+    if let Some(author) = request.uuid_filter("author_id")? {
+        conditions.push(Condition::Eq("author_id", Bind::Uuid(author)));
+    }
+    if let Some(tag) = request.filter("tag") {
+        conditions.push(Condition::ArrayContains("tags", tag.to_owned()));
+    }
+    if let Some(q) = request.filter("q") {
+        conditions.push(Condition::Search {
+            column: "search",
+            config: "english",
+            query: q.to_owned(),
+        });
+    }
+    if let Some(after) = request.time_filter("created_after")? {
+        conditions.push(Condition::After("created_at", after));
+    }
+    if let Some(before) = request.time_filter("created_before")? {
+        conditions.push(Condition::Before("created_at", before));
+    }
+    Ok(conditions)
+}
+
+async fn run(
+    state: &AppState,
+    request: &ListRequest,
+    conditions: Vec<Condition>,
+    position: Position,
+) -> Result<ListAnswer, ApiError> {
+    let query = ListQuery {
+        table: TABLE,
+        columns: COLUMNS,
+        conditions,
+        sort: request.sort.clone(),
+        page: request.page.clone(),
+        limit: request.limit,
+    };
+    let listed = listing::list::<PostRow>(&state.pool, &query)
+        .await
+        .map_err(ApiError::internal)?
+        .try_map(|row| serde_json::to_value(PostView::from_row(row)))
+        .map_err(ApiError::internal)?;
+    Ok(request.answer(listed, &state.cursor_key, position))
+}
+
+/// Published posts for everyone; `status=draft` shows signed-in authors their own drafts and
+/// nobody anyone else's.
+pub(super) async fn list_posts(
+    State(state): State<AppState>,
+    MaybeAuthUser(caller): MaybeAuthUser,
+    min: MinPosition,
+    params: QueryParams,
+) -> Result<ListAnswer, ApiError> {
+    let request = ListRequest::parse(&params, &SPEC, &state.cursor_key)?;
+    let position = read_position(&state, READ_MODELS, &min).await?;
+
+    let mut conditions = shared_conditions(&request)?;
+    match (
+        request
+            .enum_filter("status", &["draft", "published"])?
+            .as_deref(),
+        caller,
+    ) {
+        (Some("draft"), Some(caller)) => {
+            conditions.push(Condition::Fixed("status = 'draft'"));
+            conditions.push(Condition::Eq(
+                "author_id",
+                Bind::Uuid(*caller.user_id.as_uuid()),
+            ));
+        }
+        (Some("draft"), None) => conditions.push(Condition::Nothing),
+        _ => conditions.push(Condition::Fixed("status = 'published'")),
+    }
+    run(&state, &request, conditions, position).await
+}
+
+/// An author's posts: every status for the author and admins (`status=` narrows), published
+/// ones for everyone else.
+pub async fn list_author_posts(
+    State(state): State<AppState>,
+    MaybeAuthUser(caller): MaybeAuthUser,
+    PathId(author): PathId<UserId>,
+    min: MinPosition,
+    params: QueryParams,
+) -> Result<ListAnswer, ApiError> {
+    let request = ListRequest::parse(&params, &SPEC, &state.cursor_key)?;
+    let position = read_position(&state, READ_MODELS, &min).await?;
+
+    let mut conditions = shared_conditions(&request)?;
+    conditions.push(Condition::Eq("author_id", Bind::Uuid(*author.as_uuid())));
+    let privileged = caller.is_some_and(|c| c.is_admin() || c.user_id == author);
+    match (
+        request.enum_filter("status", &["draft", "published"])?,
+        privileged,
+    ) {
+        (Some(status), true) => conditions.push(Condition::Eq("status", Bind::Text(status))),
+        (None, true) => {}
+        (Some(status), false) if status == "draft" => conditions.push(Condition::Nothing),
+        (_, false) => conditions.push(Condition::Fixed("status = 'published'")),
+    }
+    run(&state, &request, conditions, position).await
+}
+
+/// Drafts exist only for their author and admins; everyone else gets the same 404 as for a
+/// post that never existed.
+pub(super) async fn get_post(
+    State(state): State<AppState>,
+    MaybeAuthUser(caller): MaybeAuthUser,
+    PathId(id): PathId<PostId>,
+    min: MinPosition,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let position = read_position(&state, READ_MODELS, &min).await?;
+    let row = projections::posts::find(&state.pool, *id.as_uuid())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound)?;
+    let visible = row.status == "published"
+        || caller.is_some_and(|c| c.is_admin() || *c.user_id.as_uuid() == row.author_id);
+    if !visible {
+        return Err(ApiError::NotFound);
+    }
+    let version = row.version as u64;
+    if not_modified(&headers, version) {
+        return Ok(not_modified_response(version));
+    }
+    Ok(Answer::ok(PostView::from_row(row))
+        .etag(version)
+        .position(Some(position))
+        .into_response())
+}
+
+/// The post's events, oldest first, in their public form. Deleted posts keep their history.
+pub(super) async fn post_history(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    PathId(id): PathId<PostId>,
+) -> Result<Response, ApiError> {
+    let (post, _) = state.posts.load(&id.to_string()).await?;
+    let author = post.author_id.ok_or(ApiError::NotFound)?;
+    if !caller.actor().may_act_for(author) {
+        // Someone else's drafts must not be discoverable through their history either.
+        return Err(
+            if post.status == aggregates::post::PostStatus::Published && !post.deleted {
+                ApiError::Forbidden
+            } else {
+                ApiError::NotFound
+            },
+        );
+    }
+    let events = projections::log::aggregate_events(&state.pool, "post", &id.to_string())
+        .await
+        .map_err(ApiError::internal)?;
+    let data: Vec<_> = events
+        .iter()
+        .map(projections::public::public_event)
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}

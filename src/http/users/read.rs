@@ -1,0 +1,133 @@
+//! Queries on `/users`, served from the `users_view` read model.
+
+use aggregates::UserId;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use projections::listing::{self, Bind, Condition, ListQuery};
+use projections::users::{UserRow, COLUMNS, SORT_KEYS, TABLE};
+use serde_json::json;
+
+use crate::http::consistency::{read_position, MinPosition};
+use crate::http::error::ApiError;
+use crate::http::extract::{AdminUser, AuthUser, PathId};
+use crate::http::listing::{ListAnswer, ListRequest, ListSpec, QueryParams};
+use crate::http::respond::{not_modified, not_modified_response, Answer};
+use crate::http::views::{PublicUserView, UserView};
+use crate::state::AppState;
+
+const READ_MODELS: &[&str] = &["users"];
+
+const SPEC: ListSpec = ListSpec {
+    sort_keys: SORT_KEYS,
+    filters: &["role", "status", "created_after", "created_before"],
+    fields: &[
+        "id",
+        "email",
+        "name",
+        "bio",
+        "role",
+        "status",
+        "email_verified",
+        "created_at",
+        "updated_at",
+        "version",
+    ],
+};
+
+pub(super) async fn list_users(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    min: MinPosition,
+    params: QueryParams,
+) -> Result<ListAnswer, ApiError> {
+    let request = ListRequest::parse(&params, &SPEC, &state.cursor_key)?;
+    let position = read_position(&state, READ_MODELS, &min).await?;
+
+    let mut conditions = Vec::new();
+    if let Some(role) = request.enum_filter("role", &["user", "admin"])? {
+        conditions.push(Condition::Eq("role", Bind::Text(role)));
+    }
+    if let Some(status) = request.enum_filter("status", &["active", "deactivated"])? {
+        conditions.push(Condition::Eq("status", Bind::Text(status)));
+    }
+    if let Some(after) = request.time_filter("created_after")? {
+        conditions.push(Condition::After("created_at", after));
+    }
+    if let Some(before) = request.time_filter("created_before")? {
+        conditions.push(Condition::Before("created_at", before));
+    }
+    if let Some(q) = request.filter("q") {
+        conditions.push(Condition::Search {
+            column: "search",
+            config: "simple",
+            query: q.to_owned(),
+        });
+    }
+    let query = ListQuery {
+        table: TABLE,
+        columns: COLUMNS,
+        conditions,
+        sort: request.sort.clone(),
+        page: request.page.clone(),
+        limit: request.limit,
+    };
+    let listed = listing::list::<UserRow>(&state.pool, &query)
+        .await
+        .map_err(ApiError::internal)?
+        .try_map(|row| serde_json::to_value(UserView::from_row(row)))
+        .map_err(ApiError::internal)?;
+    Ok(request.answer(listed, &state.cursor_key, position))
+}
+
+/// Signed-in callers see the full user for themselves (and admins for anyone), the public
+/// view for others.
+pub(super) async fn get_user(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    PathId(id): PathId<UserId>,
+    min: MinPosition,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let position = read_position(&state, READ_MODELS, &min).await?;
+    let row = projections::users::find(&state.pool, *id.as_uuid())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound)?;
+    let version = row.version as u64;
+    if not_modified(&headers, version) {
+        return Ok(not_modified_response(version));
+    }
+    let answer = if caller.is_admin() || caller.user_id == id {
+        Answer::ok(json!(UserView::from_row(row)))
+    } else {
+        Answer::ok(json!(PublicUserView::from_row(row)))
+    };
+    Ok(answer
+        .etag(version)
+        .position(Some(position))
+        .into_response())
+}
+
+/// The user's events, oldest first, in their public form (no password hashes).
+pub(super) async fn user_history(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    PathId(id): PathId<UserId>,
+) -> Result<Response, ApiError> {
+    if !caller.actor().may_act_for(id) {
+        return Err(ApiError::Forbidden);
+    }
+    let events = projections::log::aggregate_events(&state.pool, "user", &id.to_string())
+        .await
+        .map_err(ApiError::internal)?;
+    if events.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    let data: Vec<_> = events
+        .iter()
+        .map(projections::public::public_event)
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
