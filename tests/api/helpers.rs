@@ -160,8 +160,9 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub state: AppState,
-    /// Dropped after the server, which drops the database.
-    _db: TestDatabase,
+    /// Dropped after the server, which drops the database; `None` for a second instance on
+    /// another app's database.
+    _db: Option<TestDatabase>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -228,7 +229,33 @@ impl TestApp {
                 .build()
                 .expect("client"),
             state,
-            _db: db,
+            _db: Some(db),
+            shutdown: Some(tx),
+        }
+    }
+
+    /// Hands the database's cleanup to the caller, so this server can stop while it lives on.
+    pub fn take_database(&mut self) -> Option<TestDatabase> {
+        self._db.take()
+    }
+
+    /// A second server on this app's database, as another instance would run.
+    pub async fn another_instance(&self) -> TestApp {
+        let config = test_config(&self.state.config.database_url, &[]);
+        let app = Application::build(config, BuildOptions::default())
+            .await
+            .expect("the second instance builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            address,
+            client: self.client.clone(),
+            state,
+            _db: None,
             shutdown: Some(tx),
         }
     }

@@ -7,6 +7,7 @@ mod concurrency;
 mod errors;
 mod health;
 mod helpers;
+mod log_and_projectors;
 mod posts;
 mod store;
 mod users;
