@@ -58,6 +58,12 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
         let state = AppState::new(config, pool);
+        // Before serving: a restarted instance must already refuse recently revoked sessions.
+        state
+            .revocations
+            .load_recent(&state.pool)
+            .await
+            .context("loading recent revocations")?;
         let router = crate::http::router(state.clone());
         let background = start_background(&state, options);
         Ok(Self {
@@ -109,6 +115,12 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
         state.progress.clone(),
         state.log_wake.clone(),
     ))];
+    tasks.push(tokio::spawn(
+        state
+            .revocations
+            .clone()
+            .follow(state.pool.clone(), state.log_wake.subscribe()),
+    ));
     if options.workers {
         for projector in projections::all_projectors() {
             let runner = Runner::new(

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::Passwords;
+use crate::auth::revocations::Revocations;
 use crate::commands::services::PgEmailRegistry;
 use crate::commands::CommandBus;
 use crate::config::Config;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub log_wake: Arc<LogWake>,
     /// Signs list cursors; derived from the JWT secret so every instance agrees.
     pub cursor_key: Arc<[u8]>,
+    /// Revoked sessions, deactivated users and changed roles, followed from the log.
+    pub revocations: Arc<Revocations>,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
             Arc::from(hasher.finalize().to_vec())
         };
         Self {
+            revocations: Arc::new(Revocations::default()),
             cursor_key,
             progress: Arc::new(Progress::new(&names)),
             log_wake: Arc::new(tokio::sync::watch::channel(0).0),

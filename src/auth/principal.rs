@@ -2,11 +2,19 @@
 
 use aggregates::{Actor, Role, SessionId, UserId};
 
+/// How the caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    Session(SessionId),
+    /// An API key acts as the admin who created it, with the key's role.
+    ApiKey(uuid::Uuid),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
     pub user_id: UserId,
-    pub session_id: SessionId,
     pub role: Role,
+    pub credential: Credential,
 }
 
 impl Principal {
@@ -19,5 +27,12 @@ impl Principal {
 
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    pub fn session_id(&self) -> Option<SessionId> {
+        match self.credential {
+            Credential::Session(id) => Some(id),
+            Credential::ApiKey(_) => None,
+        }
     }
 }

@@ -25,7 +25,7 @@ use crate::http::validate::Rules;
 use crate::http::views::UserView;
 use crate::state::AppState;
 
-const REFRESH_TOKEN_DAYS: i64 = 30;
+pub const REFRESH_TOKEN_DAYS: i64 = 30;
 const EMAIL_VERIFICATION_HOURS: i64 = 24;
 
 /// Sign-ins change users and sessions; a `GET /me` or `/me/sessions` right after must see them.

@@ -9,13 +9,15 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
+use crate::auth::api_keys;
 use crate::auth::jwt::TokenError;
+use crate::auth::principal::Credential;
 use crate::auth::Principal;
 use crate::commands::CommandMeta;
 use crate::http::error::{ApiError, FieldError};
 use crate::http::middleware::RequestId;
 use crate::state::AppState;
-use aggregates::{SessionId, UserId};
+use aggregates::{Role, SessionId, UserId};
 
 /// A signed-in caller. No credentials or bad ones are a 401 (`TOKEN_EXPIRED` for an expired
 /// access token).
@@ -39,21 +41,62 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-fn principal_from(parts: &Parts, state: &AppState) -> Result<Option<Principal>, ApiError> {
-    let Some(token) = bearer_token(&parts.headers)? else {
+fn revoked() -> ApiError {
+    ApiError::Unauthorized {
+        code: "UNAUTHORIZED",
+        detail: "the session has been revoked; sign in again",
+    }
+}
+
+/// The caller behind `X-API-Key`, or `Authorization: Bearer` with an API key or an access
+/// token. Access tokens are checked against this instance's revocation list, so no database
+/// round trip is needed for them; API keys take one indexed lookup, so revoking one is instant.
+async fn principal_from(parts: &Parts, state: &AppState) -> Result<Option<Principal>, ApiError> {
+    let api_key_header = match parts.headers.get("x-api-key") {
+        Some(value) => Some(value.to_str().map_err(|_| ApiError::unauthorized())?.trim()),
+        None => None,
+    };
+    let credential = match api_key_header {
+        Some(key) => Some(key),
+        None => bearer_token(&parts.headers)?,
+    };
+    let Some(credential) = credential else {
         return Ok(None);
     };
-    let claims = state.jwt.verify(token).map_err(|e| match e {
+    if api_key_header.is_some() || api_keys::looks_like_api_key(credential) {
+        let key = api_keys::authenticate(&state.pool, credential)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(ApiError::unauthorized)?;
+        if state.revocations.is_user_blocked(&key.created_by) {
+            return Err(revoked());
+        }
+        return Ok(Some(Principal {
+            user_id: UserId::from_uuid(key.created_by),
+            role: Role::parse(&key.role).unwrap_or_default(),
+            credential: Credential::ApiKey(key.id),
+        }));
+    }
+
+    let claims = state.jwt.verify(credential).map_err(|e| match e {
         TokenError::Expired => ApiError::Unauthorized {
             code: "TOKEN_EXPIRED",
             detail: "the access token has expired; refresh it",
         },
         TokenError::Invalid => ApiError::unauthorized(),
     })?;
+    if state.revocations.is_session_revoked(&claims.sid)
+        || state.revocations.is_user_blocked(&claims.sub)
+    {
+        return Err(revoked());
+    }
     Ok(Some(Principal {
         user_id: UserId::from_uuid(claims.sub),
-        session_id: SessionId::from_uuid(claims.sid),
-        role: claims.role,
+        role: state
+            .revocations
+            .current_role(&claims.sub)
+            .unwrap_or(claims.role),
+        credential: Credential::Session(SessionId::from_uuid(claims.sid)),
     }))
 }
 
@@ -64,7 +107,8 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        principal_from(parts, state)?
+        principal_from(parts, state)
+            .await?
             .map(AuthUser)
             .ok_or_else(ApiError::unauthorized)
     }
@@ -77,7 +121,7 @@ impl FromRequestParts<AppState> for MaybeAuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        principal_from(parts, state).map(MaybeAuthUser)
+        principal_from(parts, state).await.map(MaybeAuthUser)
     }
 }
 

@@ -55,7 +55,7 @@ async fn list_my_sessions(
                 "expires_at": s.expires_at,
                 "ip": s.ip,
                 "user_agent": s.user_agent,
-                "current": s.id == *caller.session_id.as_uuid(),
+                "current": caller.session_id().is_some_and(|sid| *sid.as_uuid() == s.id),
             })
         })
         .collect();

@@ -1,5 +1,6 @@
 //! The HTTP edge: the router, its layers, and one module per URL collection.
 
+pub mod api_keys;
 pub mod auth;
 pub mod consistency;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod me;
 pub mod middleware;
 pub mod posts;
 pub mod respond;
+pub mod sessions;
 pub mod users;
 pub mod validate;
 pub mod views;
@@ -37,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(posts::router())
         .merge(me::router())
+        .merge(sessions::router())
+        .merge(api_keys::router())
         .merge(events::router());
     Router::new()
         .route("/healthz", get(health::healthz))

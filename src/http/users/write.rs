@@ -1,8 +1,8 @@
 //! Commands on `/users`: admin-created users, profile changes, email verification, passwords, deactivation.
 
-use aggregates::user::{User, UserChanges, UserCommand, UserStatus};
+use aggregates::user::{User, UserChanges, UserCommand, UserEvent, UserStatus};
 use aggregates::values::{Bio, Email, Password, UserName};
-use aggregates::{Role, UserId};
+use aggregates::{Actor, Role, UserId};
 use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
@@ -15,6 +15,7 @@ use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson};
 use crate::http::respond::{no_content, Answer};
+use crate::http::sessions::revoke_sessions_of;
 use crate::http::validate::Rules;
 use crate::http::views::UserView;
 use crate::state::AppState;
@@ -255,6 +256,7 @@ pub(super) async fn update_user(
             expected_version.is_none(),
         )
         .await?;
+    end_sessions_if_deactivated(&state, &meta, &caller, id, &done).await?;
     user_answer(&state, done, prefer_async).await
 }
 
@@ -313,8 +315,36 @@ pub(super) async fn deactivate_user(
             expected_version.is_none(),
         )
         .await?;
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, done.position).await;
-    Ok(no_content(done.position, !fresh))
+    let revoked = end_sessions_if_deactivated(&state, &meta, &caller, id, &done).await?;
+    let position = revoked.or(done.position);
+    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
+    Ok(no_content(position, !fresh))
+}
+
+/// A deactivated user is signed out everywhere (their refresh tokens stop working too).
+async fn end_sessions_if_deactivated(
+    state: &AppState,
+    meta: &RequestMeta,
+    caller: &crate::auth::Principal,
+    user: UserId,
+    done: &Executed<User>,
+) -> Result<Option<projections::Position>, ApiError> {
+    if !done
+        .events
+        .iter()
+        .any(|e| matches!(e, UserEvent::Deactivated { .. }))
+    {
+        return Ok(None);
+    }
+    revoke_sessions_of(
+        state,
+        &meta.command(Some(caller.user_id)),
+        Actor::System,
+        user,
+        None,
+        "user deactivated",
+    )
+    .await
 }
 
 pub(super) async fn verify_email(
@@ -373,6 +403,17 @@ pub(super) async fn change_password(
             true,
         )
         .await?;
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, done.position).await;
-    Ok(no_content(done.position, !fresh))
+    // A new password signs out every other session; the one that changed it stays.
+    let revoked = revoke_sessions_of(
+        &state,
+        &meta.command(Some(caller.user_id)),
+        caller.actor(),
+        id,
+        caller.session_id(),
+        "password changed",
+    )
+    .await?;
+    let position = revoked.or(done.position);
+    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
+    Ok(no_content(position, !fresh))
 }

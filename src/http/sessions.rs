@@ -1,0 +1,242 @@
+//! Session lifecycle: refresh-token rotation with reuse detection, sign-out, and revoking a
+//! user's sessions (sign-out everywhere, password change, deactivation).
+
+use aggregates::session::{SessionCommand, SessionError, SessionEvent};
+use aggregates::user::UserStatus;
+use aggregates::{Actor, SessionId, UserId};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{delete, post};
+use axum::Router;
+use chrono::{Duration, Utc};
+use projections::Position;
+use serde::Deserialize;
+use validator::Validate;
+
+use crate::auth::jwt::ACCESS_TOKEN_SECONDS;
+use crate::auth::tokens::{new_refresh_token, session_of_refresh_token, sha256_hex};
+use crate::commands::{CommandError, CommandMeta};
+use crate::http::auth::{AuthAnswer, REFRESH_TOKEN_DAYS};
+use crate::http::consistency::{caught_up, PreferAsync};
+use crate::http::error::ApiError;
+use crate::http::extract::{AuthUser, PathId, RequestMeta, ValidatedJson};
+use crate::http::respond::{no_content, Answer};
+use crate::http::views::UserView;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/logout-all", post(logout_all))
+        .route("/me/sessions/{id}", delete(revoke_my_session))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[validate(length(min = 1, max = 512, message = "must be 1 to 512 characters"))]
+    pub refresh_token: String,
+}
+
+fn reused() -> ApiError {
+    ApiError::Unauthorized {
+        code: "TOKEN_REUSED",
+        detail: "this refresh token was already used; the session has been revoked",
+    }
+}
+
+/// Rotates the refresh token: the presented one stops working and a new pair is returned. A
+/// token presented a second time means two parties hold it, so the whole session is revoked.
+async fn refresh(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
+    ValidatedJson(body): ValidatedJson<RefreshRequest>,
+) -> Result<Answer<AuthAnswer>, ApiError> {
+    let session_id =
+        session_of_refresh_token(&body.refresh_token).ok_or_else(ApiError::unauthorized)?;
+    let refresh_token = new_refresh_token(session_id);
+    let now = Utc::now();
+    let command = SessionCommand::Refresh {
+        presented_hash: sha256_hex(&body.refresh_token),
+        new_refresh_token_hash: sha256_hex(&refresh_token),
+        expires_at: now + Duration::days(REFRESH_TOKEN_DAYS),
+        at: now,
+    };
+    let done = match state
+        .sessions
+        .execute(session_id.to_string(), command, &meta.command(None), true)
+        .await
+    {
+        Ok(done) => done,
+        Err(CommandError::Domain(SessionError::Expired)) => {
+            return Err(ApiError::Unauthorized {
+                code: "TOKEN_EXPIRED",
+                detail: "the refresh token has expired; sign in again",
+            })
+        }
+        Err(CommandError::Domain(_)) => return Err(ApiError::unauthorized()),
+        Err(other) => return Err(other.into()),
+    };
+    if done
+        .events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Compromised { .. }))
+    {
+        state.revocations.revoke_session(*session_id.as_uuid());
+        tracing::warn!(session = %session_id, "refresh token reuse detected; session revoked");
+        return Err(reused());
+    }
+
+    let user_id = done.state.user_id.ok_or_else(ApiError::unauthorized)?;
+    let (user, _) = state.users.load(&user_id.to_string()).await?;
+    if user.status != UserStatus::Active {
+        return Err(ApiError::unauthorized());
+    }
+    let access_token = state
+        .jwt
+        .issue(user_id, session_id, user.role, now)
+        .map_err(ApiError::internal)?;
+    let fresh = !prefer_async && caught_up(&state, &["sessions"], done.position).await;
+    let answer = AuthAnswer {
+        user: UserView::from_state(&user),
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_SECONDS,
+    };
+    Ok(Answer::ok(answer).position(done.position).eventual(!fresh))
+}
+
+/// Revokes one session and records it locally at once, so this instance refuses its access
+/// tokens from the next request on; other instances learn it from the log within moments.
+pub async fn revoke_session(
+    state: &AppState,
+    meta: &CommandMeta,
+    actor: Actor,
+    session: SessionId,
+    reason: &str,
+) -> Result<Option<Position>, ApiError> {
+    let command = SessionCommand::Revoke {
+        actor,
+        reason: reason.to_owned(),
+        at: Utc::now(),
+    };
+    let done = state
+        .sessions
+        .execute(session.to_string(), command, meta, true)
+        .await?;
+    state.revocations.revoke_session(*session.as_uuid());
+    Ok(done.position)
+}
+
+/// Revokes every active session of a user but `except`. The sessions read model is brought up
+/// to the log's head first (bounded wait), so a session started a moment ago is not missed.
+pub async fn revoke_sessions_of(
+    state: &AppState,
+    meta: &CommandMeta,
+    actor: Actor,
+    user: UserId,
+    except: Option<SessionId>,
+    reason: &str,
+) -> Result<Option<Position>, ApiError> {
+    let head = projections::log::head(&state.pool)
+        .await
+        .map_err(ApiError::internal)?;
+    if !caught_up(state, &["sessions"], Some(head)).await {
+        tracing::warn!(user = %user, "sessions read model lagging while revoking a user's sessions");
+    }
+    let sessions = projections::sessions::active_for_user(&state.pool, *user.as_uuid())
+        .await
+        .map_err(ApiError::internal)?;
+    let mut last = None;
+    for session in sessions {
+        let id = SessionId::from_uuid(session.id);
+        if Some(id) == except {
+            continue;
+        }
+        last = revoke_session(state, meta, actor, id, reason)
+            .await?
+            .or(last);
+    }
+    Ok(last)
+}
+
+fn current_session(caller: &crate::auth::Principal) -> Result<SessionId, ApiError> {
+    caller.session_id().ok_or_else(|| ApiError::Conflict {
+        code: "CONFLICT",
+        detail: "an API key has no session to sign out of".into(),
+    })
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
+) -> Result<Response, ApiError> {
+    let session = current_session(&caller)?;
+    let position = revoke_session(
+        &state,
+        &meta.command(Some(caller.user_id)),
+        caller.actor(),
+        session,
+        "logout",
+    )
+    .await?;
+    let fresh = !prefer_async && caught_up(&state, &["sessions"], position).await;
+    Ok(no_content(position, !fresh))
+}
+
+async fn logout_all(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
+) -> Result<Response, ApiError> {
+    let command_meta = meta.command(Some(caller.user_id));
+    let position = revoke_sessions_of(
+        &state,
+        &command_meta,
+        caller.actor(),
+        caller.user_id,
+        None,
+        "logout-all",
+    )
+    .await?;
+    if let Some(current) = caller.session_id() {
+        // Also when the read model had not listed it yet.
+        revoke_session(&state, &command_meta, caller.actor(), current, "logout-all").await?;
+    }
+    let fresh = !prefer_async && caught_up(&state, &["sessions"], position).await;
+    Ok(no_content(position, !fresh))
+}
+
+/// Another user's session is a 404, like one that does not exist.
+async fn revoke_my_session(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    PathId(session): PathId<SessionId>,
+    meta: RequestMeta,
+    PreferAsync(prefer_async): PreferAsync,
+) -> Result<Response, ApiError> {
+    let (existing, _) = state.sessions.load(&session.to_string()).await?;
+    if existing.user_id != Some(caller.user_id) {
+        return Err(ApiError::NotFound);
+    }
+    let own = Actor::User {
+        id: caller.user_id,
+        role: aggregates::Role::User,
+    };
+    let position = revoke_session(
+        &state,
+        &meta.command(Some(caller.user_id)),
+        own,
+        session,
+        "revoked by user",
+    )
+    .await?;
+    let fresh = !prefer_async && caught_up(&state, &["sessions"], position).await;
+    Ok(no_content(position, !fresh))
+}
