@@ -235,7 +235,8 @@ where
     if let Page::Offset(page) = query.page {
         builder
             .push(" OFFSET ")
-            .push_bind((page.max(1) - 1) * query.limit);
+            // Saturating: a page far past the end is simply empty.
+            .push_bind((page.max(1) - 1).saturating_mul(query.limit));
     }
 
     let mut rows = builder.build().fetch_all(pool).await?;

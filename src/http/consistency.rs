@@ -84,3 +84,38 @@ pub async fn read_position(
     }
     Ok(state.progress.least(read_models))
 }
+
+/// For reads of the log itself (`/events`, histories): the log's readable head, after waiting
+/// (bounded, woken by new events) for a requested position.
+pub async fn log_position(state: &AppState, min: &MinPosition) -> Result<Position, ApiError> {
+    let mut wake = state.log_wake.subscribe();
+    let deadline = tokio::time::Instant::now() + CONSISTENCY_WAIT;
+    loop {
+        wake.borrow_and_update();
+        let head = projections::log::head(&state.pool)
+            .await
+            .map_err(ApiError::internal)?;
+        match min.0 {
+            Some(wanted) if head < wanted => {}
+            _ => return Ok(head),
+        }
+        if tokio::time::timeout_at(deadline, wake.changed())
+            .await
+            .is_err()
+        {
+            return Err(ApiError::ProjectionLagging);
+        }
+    }
+}
+
+/// A JSON answer with the `Chronicle-Position` it was read at.
+pub fn with_position(body: serde_json::Value, position: Position) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = axum::Json(body).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&position.to_string()) {
+        response
+            .headers_mut()
+            .insert(crate::http::respond::CHRONICLE_POSITION.clone(), value);
+    }
+    response
+}

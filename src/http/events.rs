@@ -1,12 +1,13 @@
 //! `GET /events`: the global log in commit order, in its public form (admins only).
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use projections::Position;
 use serde_json::json;
 
+use crate::http::consistency::{log_position, with_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::AdminUser;
 use crate::http::listing::{bad_parameter, QueryParams};
@@ -22,8 +23,10 @@ pub fn router() -> Router<AppState> {
 async fn list_events(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
+    min: MinPosition,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
+    let position = log_position(&state, &min).await?;
     let mut after = Position::START;
     let mut limit = DEFAULT_LIMIT;
     let mut aggregate_type = None;
@@ -71,9 +74,11 @@ async fn list_events(
         .filter(|_| has_more)
         .map(|e| e.position.to_string());
     let data: Vec<_> = page.iter().map(projections::public::public_event).collect();
-    Ok(Json(json!({
-        "data": data,
-        "pagination": { "limit": limit, "next_cursor": next, "has_more": has_more },
-    }))
-    .into_response())
+    Ok(with_position(
+        json!({
+            "data": data,
+            "pagination": { "limit": limit, "next_cursor": next, "has_more": has_more },
+        }),
+        position,
+    ))
 }

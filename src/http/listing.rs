@@ -35,15 +35,29 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
         let RawQuery(raw) = RawQuery::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::NotFound)?;
-        let pairs = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        // Postgres text cannot hold NUL; refuse it here rather than fail in the query.
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(bad_parameter(
+                name,
+                "FORMAT",
+                "must not contain NUL characters",
+            ));
+        }
         Ok(QueryParams(pairs))
     }
 }
 
 /// What a resource allows in a list request.
 pub struct ListSpec {
+    /// Binds cursors to the list that issued them.
+    pub resource: &'static str,
     pub sort_keys: &'static [SortKey],
     pub filters: &'static [&'static str],
     pub fields: &'static [&'static str],
@@ -179,7 +193,7 @@ impl ListRequest {
                 }
             },
             (None, Some(cursor)) => {
-                match decode_cursor(cursor, &sort_text, sort.len() + 1, cursor_key) {
+                match decode_cursor(cursor, &scope(spec, &sort_text), sort.len() + 1, cursor_key) {
                     Some(values) => Page::After(Some(values)),
                     None => {
                         errors.push(FieldError::new(
@@ -204,7 +218,7 @@ impl ListRequest {
             .collect();
         Ok(Self {
             sort,
-            sort_text,
+            sort_text: scope(spec, &sort_text),
             page,
             limit,
             fields,
@@ -304,6 +318,11 @@ impl ListRequest {
             (_, item) => item,
         }
     }
+}
+
+/// What a cursor is bound to: the list and its sort.
+fn scope(spec: &ListSpec, sort_text: &str) -> String {
+    format!("{}:{sort_text}", spec.resource)
 }
 
 pub struct ListAnswer {

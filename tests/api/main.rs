@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod authorization;
 mod cli;
 mod concurrency;
 mod errors;
@@ -9,5 +10,7 @@ mod health;
 mod helpers;
 mod log_and_projectors;
 mod posts;
+mod queries;
+mod security;
 mod store;
 mod users;

@@ -4,13 +4,12 @@ use aggregates::{PostId, UserId};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use projections::listing::{self, Bind, Condition, ListQuery};
 use projections::posts::{PostRow, COLUMNS, SORT_KEYS, TABLE};
 use projections::Position;
 use serde_json::json;
 
-use crate::http::consistency::{read_position, MinPosition};
+use crate::http::consistency::{log_position, read_position, with_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, MaybeAuthUser, PathId};
 use crate::http::listing::{ListAnswer, ListRequest, ListSpec, QueryParams};
@@ -21,6 +20,7 @@ use crate::state::AppState;
 const READ_MODELS: &[&str] = &["posts"];
 
 const SPEC: ListSpec = ListSpec {
+    resource: "posts",
     sort_keys: SORT_KEYS,
     filters: &[
         "status",
@@ -182,7 +182,9 @@ pub(super) async fn post_history(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<PostId>,
+    min: MinPosition,
 ) -> Result<Response, ApiError> {
+    let position = log_position(&state, &min).await?;
     let (post, _) = state.posts.load(&id.to_string()).await?;
     let author = post.author_id.ok_or(ApiError::NotFound)?;
     if !caller.actor().may_act_for(author) {
@@ -202,5 +204,5 @@ pub(super) async fn post_history(
         .iter()
         .map(projections::public::public_event)
         .collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(with_position(json!({ "data": data }), position))
 }

@@ -4,12 +4,11 @@ use aggregates::UserId;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use projections::listing::{self, Bind, Condition, ListQuery};
 use projections::users::{UserRow, COLUMNS, SORT_KEYS, TABLE};
 use serde_json::json;
 
-use crate::http::consistency::{read_position, MinPosition};
+use crate::http::consistency::{log_position, read_position, with_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, AuthUser, PathId};
 use crate::http::listing::{ListAnswer, ListRequest, ListSpec, QueryParams};
@@ -20,6 +19,7 @@ use crate::state::AppState;
 const READ_MODELS: &[&str] = &["users"];
 
 const SPEC: ListSpec = ListSpec {
+    resource: "users",
     sort_keys: SORT_KEYS,
     filters: &["role", "status", "created_after", "created_before"],
     fields: &[
@@ -115,7 +115,9 @@ pub(super) async fn user_history(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     PathId(id): PathId<UserId>,
+    min: MinPosition,
 ) -> Result<Response, ApiError> {
+    let position = log_position(&state, &min).await?;
     if !caller.actor().may_act_for(id) {
         return Err(ApiError::Forbidden);
     }
@@ -129,5 +131,5 @@ pub(super) async fn user_history(
         .iter()
         .map(projections::public::public_event)
         .collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(with_position(json!({ "data": data }), position))
 }
