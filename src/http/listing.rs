@@ -307,6 +307,36 @@ impl ListRequest {
         }
     }
 
+    /// Runs the list over a read model and renders each row through `view`.
+    pub async fn run<Row, View>(
+        &self,
+        state: &crate::state::AppState,
+        source: (&'static str, &'static str),
+        conditions: Vec<projections::listing::Condition>,
+        position: Position,
+        view: impl Fn(Row) -> View,
+    ) -> Result<ListAnswer, ApiError>
+    where
+        Row: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+        View: serde::Serialize,
+    {
+        let (table, columns) = source;
+        let query = projections::listing::ListQuery {
+            table,
+            columns,
+            conditions,
+            sort: self.sort.clone(),
+            page: self.page.clone(),
+            limit: self.limit,
+        };
+        let listed = projections::listing::list::<Row>(&state.pool, &query)
+            .await
+            .map_err(ApiError::internal)?
+            .try_map(|row| serde_json::to_value(view(row)))
+            .map_err(ApiError::internal)?;
+        Ok(self.answer(listed, &state.cursor_key, position))
+    }
+
     /// Keeps only the requested fields (and always `id`).
     pub fn project(&self, item: Value) -> Value {
         match (&self.fields, item) {

@@ -201,3 +201,43 @@ async fn missing_garbage_and_forged_tokens_are_401_with_a_bearer_challenge() {
         .unwrap();
     problem(basic, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
 }
+
+#[tokio::test]
+async fn a_burst_of_logins_does_not_starve_other_requests() {
+    let app = TestApp::spawn().await;
+    app.register("burst@example.com").await;
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let logins = futures::future::join_all((0..24).map(|_| async {
+        let response = app
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": "burst@example.com", "password": "correct horse battery"}),
+            )
+            .await;
+        finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        response
+    }));
+    tokio::pin!(logins);
+
+    // Let the burst start, then ask for something cheap while the hashing is under way.
+    let cheap = async {
+        tokio::task::yield_now().await;
+        let status = app.get("/healthz", None).await.status();
+        (status, finished.load(std::sync::atomic::Ordering::SeqCst))
+    };
+    let answered = tokio::select! {
+        answer = cheap => Some(answer),
+        _ = &mut logins => None,
+    };
+    let results = logins.await;
+
+    let (status, logins_done_before) =
+        answered.expect("healthz answered while the logins were still hashing");
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        logins_done_before <= 12,
+        "healthz waited for {logins_done_before} of 24 password hashes"
+    );
+    assert!(results.iter().all(|r| r.status() == StatusCode::OK));
+}

@@ -4,9 +4,8 @@ use aggregates::{PostId, UserId};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use projections::listing::{self, Bind, Condition, ListQuery};
-use projections::posts::{PostRow, COLUMNS, SORT_KEYS, TABLE};
-use projections::Position;
+use projections::listing::{Bind, Condition};
+use projections::posts::{COLUMNS, SORT_KEYS, TABLE};
 use serde_json::json;
 
 use crate::http::consistency::{log_position, read_position, with_position, MinPosition};
@@ -68,28 +67,6 @@ fn shared_conditions(request: &ListRequest) -> Result<Vec<Condition>, ApiError> 
     Ok(conditions)
 }
 
-async fn run(
-    state: &AppState,
-    request: &ListRequest,
-    conditions: Vec<Condition>,
-    position: Position,
-) -> Result<ListAnswer, ApiError> {
-    let query = ListQuery {
-        table: TABLE,
-        columns: COLUMNS,
-        conditions,
-        sort: request.sort.clone(),
-        page: request.page.clone(),
-        limit: request.limit,
-    };
-    let listed = listing::list::<PostRow>(&state.pool, &query)
-        .await
-        .map_err(ApiError::internal)?
-        .try_map(|row| serde_json::to_value(PostView::from_row(row)))
-        .map_err(ApiError::internal)?;
-    Ok(request.answer(listed, &state.cursor_key, position))
-}
-
 /// Published posts for everyone; `status=draft` shows signed-in authors their own drafts and
 /// nobody anyone else's.
 pub(super) async fn list_posts(
@@ -118,7 +95,15 @@ pub(super) async fn list_posts(
         (Some("draft"), None) => conditions.push(Condition::Nothing),
         _ => conditions.push(Condition::Fixed("status = 'published'")),
     }
-    run(&state, &request, conditions, position).await
+    request
+        .run(
+            &state,
+            (TABLE, COLUMNS),
+            conditions,
+            position,
+            PostView::from_row,
+        )
+        .await
 }
 
 /// An author's posts: every status for the author and admins (`status=` narrows), published
@@ -145,7 +130,15 @@ pub async fn list_author_posts(
         (Some(status), false) if status == "draft" => conditions.push(Condition::Nothing),
         (_, false) => conditions.push(Condition::Fixed("status = 'published'")),
     }
-    run(&state, &request, conditions, position).await
+    request
+        .run(
+            &state,
+            (TABLE, COLUMNS),
+            conditions,
+            position,
+            PostView::from_row,
+        )
+        .await
 }
 
 /// Drafts exist only for their author and admins; everyone else gets the same 404 as for a

@@ -4,8 +4,8 @@ use aggregates::UserId;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use projections::listing::{self, Bind, Condition, ListQuery};
-use projections::users::{UserRow, COLUMNS, SORT_KEYS, TABLE};
+use projections::listing::{Bind, Condition};
+use projections::users::{COLUMNS, SORT_KEYS, TABLE};
 use serde_json::json;
 
 use crate::http::consistency::{log_position, read_position, with_position, MinPosition};
@@ -65,20 +65,15 @@ pub(super) async fn list_users(
             query: q.to_owned(),
         });
     }
-    let query = ListQuery {
-        table: TABLE,
-        columns: COLUMNS,
-        conditions,
-        sort: request.sort.clone(),
-        page: request.page.clone(),
-        limit: request.limit,
-    };
-    let listed = listing::list::<UserRow>(&state.pool, &query)
+    request
+        .run(
+            &state,
+            (TABLE, COLUMNS),
+            conditions,
+            position,
+            UserView::from_row,
+        )
         .await
-        .map_err(ApiError::internal)?
-        .try_map(|row| serde_json::to_value(UserView::from_row(row)))
-        .map_err(ApiError::internal)?;
-    Ok(request.answer(listed, &state.cursor_key, position))
 }
 
 /// Signed-in callers see the full user for themselves (and admins for anyone), the public
