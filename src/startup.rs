@@ -115,6 +115,17 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
         state.progress.clone(),
         state.log_wake.clone(),
     ))];
+    tasks.push(tokio::spawn(crate::http::idempotency::sweep(
+        state.pool.clone(),
+    )));
+    let limits = state.rate_limits.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            limits.prune();
+        }
+    }));
     tasks.push(tokio::spawn(
         state
             .revocations

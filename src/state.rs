@@ -15,6 +15,7 @@ use crate::auth::revocations::Revocations;
 use crate::commands::services::PgEmailRegistry;
 use crate::commands::CommandBus;
 use crate::config::Config;
+use crate::http::rate_limit::RateLimits;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,6 +35,7 @@ pub struct AppState {
     pub cursor_key: Arc<[u8]>,
     /// Revoked sessions, deactivated users and changed roles, followed from the log.
     pub revocations: Arc<Revocations>,
+    pub rate_limits: Arc<RateLimits>,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
             Arc::from(hasher.finalize().to_vec())
         };
         Self {
+            rate_limits: Arc::new(RateLimits::new(&config)),
             revocations: Arc::new(Revocations::default()),
             cursor_key,
             progress: Arc::new(Progress::new(&names)),

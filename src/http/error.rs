@@ -65,6 +65,10 @@ pub enum ApiError {
         detail: &'static str,
         retry_after_secs: Option<u64>,
     },
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
     #[error("the read models have not reached the requested position")]
     ProjectionLagging,
     #[error("internal error: {0}")]
@@ -313,6 +317,25 @@ impl ApiError {
                 "Service unavailable",
                 *detail,
             ),
+            ApiError::IdempotencyKeyReused => Problem {
+                errors: vec![FieldError::new(
+                    "Idempotency-Key",
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "this key was used with a different request",
+                )],
+                ..Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "Idempotency key reused",
+                    "this Idempotency-Key was already used with a different request",
+                )
+            },
+            ApiError::RateLimited { retry_after_secs } => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "Too many requests",
+                format!("the request budget is spent; retry in {retry_after_secs} s"),
+            ),
             ApiError::ProjectionLagging => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "PROJECTION_LAGGING",
@@ -350,6 +373,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::ProjectionLagging => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}
         }

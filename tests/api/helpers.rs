@@ -179,6 +179,9 @@ pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
         ("DATABASE_URL", database_url.to_owned()),
         ("BIND_ADDR", "127.0.0.1:0".to_owned()),
         ("CHRONICLE_ENV", "test".to_owned()),
+        // Tests sign up many users from one address; rate-limit tests set their own budgets.
+        ("RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
+        ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
         (
             "JWT_SECRET",
             "test-secret-that-is-long-enough-for-hs256-0123".to_owned(),

@@ -5,6 +5,7 @@ mod auth;
 mod authorization;
 mod cli;
 mod concurrency;
+mod edge;
 mod errors;
 mod health;
 mod helpers;

@@ -1,0 +1,272 @@
+//! `Idempotency-Key` on POSTs: the first completed answer is kept 24 hours per principal and
+//! key and replayed to retries (`Idempotent-Replayed: true`), so a retried command appends
+//! nothing. The same key with another request is 422; while the first is still running, 409.
+//! 5xx answers are not kept, so the client may retry them.
+//!
+//! The record is claimed before the request runs (one insert wins a race), and the request and
+//! the storing of its answer run in a spawned task: a client that hangs up cannot leave a
+//! command done but its record unwritten.
+
+use std::net::SocketAddr;
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::http::error::{ApiError, FieldError};
+use crate::state::AppState;
+
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Headers of the first answer that a replay must repeat.
+const KEPT_HEADERS: [&str; 5] = [
+    "content-type",
+    "location",
+    "etag",
+    "chronicle-position",
+    "x-consistency",
+];
+
+/// Answers larger than this are not worth keeping in full; the body limit bounds requests, and
+/// no command answer comes near it.
+const MAX_KEPT_BODY: usize = 4 * 1024 * 1024;
+
+#[derive(sqlx::FromRow)]
+struct StoredAnswer {
+    fingerprint: String,
+    state: String,
+    status: Option<i32>,
+    headers: Option<Value>,
+    body: Option<Vec<u8>>,
+}
+
+enum Claim {
+    Claimed,
+    Replay(Response),
+}
+
+fn principal(state: &AppState, req: &Request) -> String {
+    let headers = req.headers();
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, t)| t.trim().to_owned());
+    let api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match api_key.or(bearer) {
+        Some(key) if crate::auth::api_keys::looks_like_api_key(&key) => {
+            format!("key:{}", crate::auth::tokens::sha256_hex(&key))
+        }
+        Some(token) => match state.jwt.verify(&token) {
+            Ok(claims) => format!("user:{}", claims.sub),
+            Err(_) => anonymous(req),
+        },
+        None => anonymous(req),
+    }
+}
+
+fn anonymous(req: &Request) -> String {
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    format!("anonymous:{ip}")
+}
+
+fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(path.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn claim(pool: &PgPool, principal: &str, key: &str, print: &str) -> Result<Claim, ApiError> {
+    let claimed: Option<String> = sqlx::query_scalar(
+        "INSERT INTO idempotency_keys (principal, key, fingerprint, state) VALUES ($1, $2, $3, 'running')
+         ON CONFLICT (principal, key) DO UPDATE
+            SET fingerprint = EXCLUDED.fingerprint, state = 'running', status = NULL, headers = NULL,
+                body = NULL, created_at = now()
+          WHERE idempotency_keys.created_at < now() - interval '24 hours'
+         RETURNING key",
+    )
+    .bind(principal)
+    .bind(key)
+    .bind(print)
+    .fetch_optional(pool)
+    .await
+    .map_err(ApiError::internal)?;
+    if claimed.is_some() {
+        return Ok(Claim::Claimed);
+    }
+    let row: Option<StoredAnswer> = sqlx::query_as(
+        "SELECT fingerprint, state, status, headers, body FROM idempotency_keys WHERE principal = $1 AND key = $2",
+    )
+    .bind(principal)
+    .bind(key)
+    .fetch_optional(pool)
+    .await
+    .map_err(ApiError::internal)?;
+    match row {
+        // Released (a 5xx) between our insert and this read: let the client retry.
+        None => Err(in_use()),
+        Some(stored) if stored.fingerprint != print => Err(ApiError::IdempotencyKeyReused),
+        Some(stored) if stored.state == "running" => Err(in_use()),
+        Some(stored) => Ok(Claim::Replay(replay(stored.status, stored.headers, stored.body))),
+    }
+}
+
+fn in_use() -> ApiError {
+    ApiError::Conflict {
+        code: "IDEMPOTENCY_KEY_IN_USE",
+        detail: "a request with this idempotency key is still being processed".into(),
+    }
+}
+
+fn replay(status: Option<i32>, headers: Option<Value>, body: Option<Vec<u8>>) -> Response {
+    let status = status
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut response = (status, Body::from(body.unwrap_or_default())).into_response();
+    if let Some(Value::Object(map)) = headers {
+        for (name, value) in map {
+            if let (Ok(name), Some(Ok(value))) = (
+                HeaderName::try_from(name.as_str()),
+                value.as_str().map(HeaderValue::from_str),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response.headers_mut().insert(
+        IDEMPOTENT_REPLAYED.clone(),
+        HeaderValue::from_static("true"),
+    );
+    response
+}
+
+fn kept_headers(headers: &HeaderMap) -> Value {
+    let mut map = Map::new();
+    for name in KEPT_HEADERS {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            map.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
+    }
+    Value::Object(map)
+}
+
+async fn finish(pool: &PgPool, principal: &str, key: &str, response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = match to_bytes(body, MAX_KEPT_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => Bytes::new(),
+    };
+    let outcome = if parts.status.is_server_error() {
+        sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2")
+            .bind(principal)
+            .bind(key)
+            .execute(pool)
+            .await
+    } else {
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', status = $3, headers = $4, body = $5
+              WHERE principal = $1 AND key = $2",
+        )
+        .bind(principal)
+        .bind(key)
+        .bind(i32::from(parts.status.as_u16()))
+        .bind(kept_headers(&parts.headers))
+        .bind(bytes.as_ref())
+        .execute(pool)
+        .await
+    };
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "could not record the idempotent answer");
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST || !req.uri().path().starts_with("/api/v1/") {
+        return next.run(req).await;
+    }
+    let Some(raw_key) = req.headers().get(&IDEMPOTENCY_KEY) else {
+        return next.run(req).await;
+    };
+    let key = match raw_key.to_str() {
+        Ok(k) if (1..=255).contains(&k.len()) => k.to_owned(),
+        _ => {
+            return ApiError::Malformed {
+                detail: "Idempotency-Key must be 1 to 255 characters".into(),
+                errors: vec![FieldError::new(
+                    "Idempotency-Key",
+                    "LENGTH",
+                    "must be 1 to 255 characters",
+                )],
+            }
+            .into_response()
+        }
+    };
+    let principal = principal(&state, &req);
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, state.config.body_limit_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => return ApiError::PayloadTooLarge.into_response(),
+    };
+    let print = fingerprint(&parts.method, parts.uri.path(), &bytes);
+    match claim(&state.pool, &principal, &key, &print).await {
+        Ok(Claim::Replay(response)) => return response,
+        Ok(Claim::Claimed) => {}
+        Err(e) => return e.into_response(),
+    }
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let pool = state.pool.clone();
+    let task = tokio::spawn(async move {
+        let response = next.run(req).await;
+        finish(&pool, &principal, &key, response).await
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// Deletes records older than 24 hours, hourly, until the process stops.
+pub async fn sweep(pool: PgPool) {
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        interval.tick().await;
+        match sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'",
+        )
+        .execute(&pool)
+        .await
+        {
+            Ok(done) if done.rows_affected() > 0 => {
+                tracing::info!(
+                    deleted = done.rows_affected(),
+                    "swept expired idempotency keys"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
+        }
+    }
+}
