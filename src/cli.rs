@@ -30,6 +30,22 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Work with the event log.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Publish the log to NATS again from a position on (inclusive). JetStream drops what it
+    /// already holds within its duplicate window.
+    Republish {
+        /// A position token (from `Chronicle-Position`, `/events` or a NATS message).
+        #[arg(long)]
+        from: projections::Position,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +91,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     password_stdin: _,
                 },
         } => create_admin(config, &email, &name).await,
+        Command::Events {
+            command: EventsCommand::Republish { from },
+        } => republish(config, from).await,
     }
 }
 
@@ -126,4 +145,35 @@ async fn create_admin(config: Config, email: &str, name: &str) -> anyhow::Result
         }
         Err(e) => bail!("could not create the admin: {e}"),
     }
+}
+
+async fn republish(config: Config, from: projections::Position) -> anyhow::Result<()> {
+    use crate::fanout::relay::{ensure_stream, publish, RelaySettings};
+
+    let pool = startup::connect_database(&config).await?;
+    let settings = RelaySettings::from_config(&config);
+    let client = async_nats::connect(&settings.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", settings.nats_url))?;
+    let js = async_nats::jetstream::new(client);
+    ensure_stream(&js, &settings).await?;
+    // Inclusive: start just before the given event.
+    let mut after =
+        projections::Position::new(from.transaction_id, from.position.saturating_sub(1));
+    let mut sent = 0usize;
+    loop {
+        let events = projections::log::read_after(&pool, after, 500).await?;
+        match publish(&js, &settings.subject_prefix, &events).await? {
+            Some(last) => {
+                after = last;
+                sent += events.len();
+            }
+            None => break,
+        }
+    }
+    println!(
+        "republished {sent} events to stream {} from {from}",
+        settings.stream
+    );
+    Ok(())
 }

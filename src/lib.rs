@@ -12,6 +12,7 @@
 //!   (the pure domain is the `aggregates` crate) over [`commands::store::EventLogStore`], which
 //!   appends to the Postgres event log and caches aggregates.
 //! - [`auth`] holds argon2id hashing, JWT access tokens and refresh tokens.
+//! - [`fanout`] relays the log to NATS JetStream.
 //! - [`cli`] is the `chronicle` command line.
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod fanout;
 pub mod http;
 pub mod startup;
 pub mod state;

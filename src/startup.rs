@@ -133,6 +133,13 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
             .follow(state.pool.clone(), state.log_wake.subscribe()),
     ));
     if options.workers {
+        let relay = crate::fanout::relay::Relay::new(
+            state.pool.clone(),
+            state.config.database_url.clone(),
+            crate::fanout::relay::RelaySettings::from_config(&state.config),
+            &state.log_wake,
+        );
+        tasks.push(tokio::spawn(relay.run()));
         for projector in projections::all_projectors() {
             let runner = Runner::new(
                 state.pool.clone(),

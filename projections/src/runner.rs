@@ -279,33 +279,6 @@ impl Runner {
         .await;
     }
 
-    /// Becomes the leader for this projector, waiting while another instance is.
-    async fn lead(&self) -> PgConnection {
-        let key = advisory_key(&format!("projector:{}", self.name()));
-        let mut announced = false;
-        loop {
-            if let Ok(mut conn) = PgConnection::connect(&self.database_url).await {
-                let locked: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(key)
-                    .fetch_one(&mut conn)
-                    .await;
-                if let Ok(true) = locked {
-                    tracing::info!(projector = self.name(), "leading this projector");
-                    return conn;
-                }
-                if !announced {
-                    tracing::info!(
-                        projector = self.name(),
-                        "another instance leads this projector; standing by"
-                    );
-                    announced = true;
-                }
-                let _ = conn.close().await;
-            }
-            tokio::time::sleep(LEADER_CHECK).await;
-        }
-    }
-
     /// Runs until the task is dropped: leads, projects, follows new events, and hands over
     /// leadership if its lock connection dies.
     pub async fn run(mut self) {
@@ -315,7 +288,8 @@ impl Runner {
                 tokio::time::sleep(LEADER_CHECK).await;
                 continue;
             }
-            let mut leader = self.lead().await;
+            let mut leader =
+                lead_as(&self.database_url, &format!("projector:{}", self.name())).await;
             let mut last_check = Instant::now();
             let mut failures: u32 = 0;
             loop {
@@ -361,6 +335,32 @@ impl Runner {
             IDLE_POLL
         };
         let _ = tokio::time::timeout(wait, self.wake.changed()).await;
+    }
+}
+
+/// Becomes the one instance doing the work named `role`, waiting while another instance is.
+/// The returned connection holds the lock: keep it open while leading, and check it now and
+/// then; Postgres releases the lock when it closes, so a dead leader is replaced.
+pub async fn lead_as(database_url: &str, role: &str) -> PgConnection {
+    let key = advisory_key(role);
+    let mut announced = false;
+    loop {
+        if let Ok(mut conn) = PgConnection::connect(database_url).await {
+            let locked: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut conn)
+                .await;
+            if let Ok(true) = locked {
+                tracing::info!(role, "leading");
+                return conn;
+            }
+            if !announced {
+                tracing::info!(role, "another instance leads; standing by");
+                announced = true;
+            }
+            let _ = conn.close().await;
+        }
+        tokio::time::sleep(LEADER_CHECK).await;
     }
 }
 

@@ -128,7 +128,11 @@ async fn claim(pool: &PgPool, principal: &str, key: &str, print: &str) -> Result
         None => Err(in_use()),
         Some(stored) if stored.fingerprint != print => Err(ApiError::IdempotencyKeyReused),
         Some(stored) if stored.state == "running" => Err(in_use()),
-        Some(stored) => Ok(Claim::Replay(replay(stored.status, stored.headers, stored.body))),
+        Some(stored) => Ok(Claim::Replay(replay(
+            stored.status,
+            stored.headers,
+            stored.body,
+        ))),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `GET /metrics`: Prometheus text. Requests by route template and status, latency histograms,
-//! requests in flight, and each projector's lag behind the log.
+//! requests in flight, each projector's and the NATS relay's lag behind the log.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -90,6 +90,21 @@ pub async fn render(State(state): State<AppState>) -> Response {
             }
             metrics::gauge!("chronicle_projection_failed", "projector" => name)
                 .set(if status == "failed" { 1.0 } else { 0.0 });
+        }
+    }
+    if let Ok(rows) = sqlx::query_as::<_, (String, i64, i64)>(
+        "SELECT stream, transaction_id, position FROM relay_checkpoints",
+    )
+    .fetch_all(&state.pool)
+    .await
+    {
+        for (stream, tx, pos) in rows {
+            if let Ok(lag) =
+                projections::log::count_after(&state.pool, projections::Position::new(tx, pos))
+                    .await
+            {
+                metrics::gauge!("chronicle_relay_lag_events", "stream" => stream).set(lag as f64);
+            }
         }
     }
     (

@@ -322,4 +322,5 @@ async fn metrics_count_requests_by_route_template_and_show_projection_lag() {
     assert!(after.contains("http_request_duration_seconds_bucket"));
     assert!(after.contains("http_requests_in_flight"));
     assert!(after.contains("chronicle_projection_lag_events{projector=\"posts\"}"));
+    assert!(after.contains("chronicle_relay_lag_events{stream="));
 }

@@ -171,7 +171,133 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // The first instance on a database owns its stream; delete it so nothing is left.
+        if self._db.is_some() {
+            let url = self.state.config.nats_url.clone();
+            let stream = self.state.config.nats_stream.clone();
+            let _ = std::thread::spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let connect = async_nats::ConnectOptions::new()
+                        .connection_timeout(Duration::from_secs(1))
+                        .connect(url);
+                    if let Ok(Ok(client)) =
+                        tokio::time::timeout(Duration::from_secs(2), connect).await
+                    {
+                        let _ = async_nats::jetstream::new(client)
+                            .delete_stream(&stream)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
     }
+}
+
+/// A nats-server of the test's own, on its own port and store, that the test may kill.
+pub struct OwnNats {
+    pub port: u16,
+    store: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnNats {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = std::env::temp_dir().join(format!(
+            "chronicle-test-nats-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut nats = Self {
+            port,
+            store,
+            child: None,
+        };
+        nats.restart();
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and store, and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nats-server");
+        let child = std::process::Command::new(binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server runs (install Debian's nats-server)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// Every message of a stream, in stream order, as JSON documents.
+pub async fn stream_messages(nats_url: &str, stream: &str) -> Vec<Value> {
+    let client = async_nats::connect(nats_url)
+        .await
+        .expect("connect to NATS");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(stream).await.expect("the stream exists");
+    let last = stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
+    let mut messages = Vec::new();
+    for sequence in 1..=last {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            messages.push(serde_json::from_slice(&message.payload).expect("JSON message"));
+        }
+    }
+    messages
 }
 
 pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
@@ -194,6 +320,11 @@ pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    // Each app relays into a stream and subjects of its own, so tests never see each other's
+    // events and the stream can be deleted afterwards.
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    vars.insert("NATS_STREAM".to_owned(), format!("TEST_{unique}"));
+    vars.insert("NATS_SUBJECT_PREFIX".to_owned(), format!("test.{unique}"));
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
@@ -244,7 +375,17 @@ impl TestApp {
 
     /// A second server on this app's database, as another instance would run.
     pub async fn another_instance(&self) -> TestApp {
-        let config = test_config(&self.state.config.database_url, &[]);
+        let config = test_config(
+            &self.state.config.database_url,
+            &[
+                ("NATS_STREAM", self.state.config.nats_stream.as_str()),
+                (
+                    "NATS_SUBJECT_PREFIX",
+                    self.state.config.nats_subject_prefix.as_str(),
+                ),
+                ("NATS_URL", self.state.config.nats_url.as_str()),
+            ],
+        );
         let app = Application::build(config, BuildOptions::default())
             .await
             .expect("the second instance builds");

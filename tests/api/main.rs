@@ -12,6 +12,7 @@ mod helpers;
 mod log_and_projectors;
 mod posts;
 mod queries;
+mod relay;
 mod security;
 mod store;
 mod users;

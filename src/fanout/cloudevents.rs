@@ -1,0 +1,29 @@
+//! The CloudEvents 1.0 JSON document each event becomes on NATS.
+
+use projections::log::StoredEvent;
+use projections::public::public_data;
+use serde_json::{json, Value};
+
+/// `<prefix>.<aggregate>.<event>`, e.g. `chronicle.events.post.published`.
+pub fn subject(prefix: &str, event: &StoredEvent) -> String {
+    format!("{prefix}.{}", event.event_type)
+}
+
+/// Extensions are strings, as CloudEvents requires; `position` is the token that
+/// `Chronicle-Min-Position` accepts.
+pub fn cloud_event(event: &StoredEvent) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": event.event_id,
+        "source": "/chronicle",
+        "type": event.event_type,
+        "subject": format!("{}/{}", event.aggregate_type, event.aggregate_id),
+        "time": event.recorded_at,
+        "datacontenttype": "application/json",
+        "data": public_data(&event.event_type, &event.payload),
+        "position": event.position.to_string(),
+        "aggregateid": event.aggregate_id,
+        "aggregateversion": event.sequence.to_string(),
+        "correlationid": event.metadata.get("correlation_id").and_then(Value::as_str).unwrap_or_default(),
+    })
+}
