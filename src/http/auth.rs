@@ -8,10 +8,11 @@ use aggregates::values::{Email, Password, UserName};
 use aggregates::{Role, SessionId, UserId};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
-use axum::routing::post;
-use axum::Router;
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use validator::{Validate, ValidationErrors};
 
 use crate::auth::jwt::ACCESS_TOKEN_SECONDS;
@@ -20,6 +21,10 @@ use crate::commands::{CommandMeta, Executed};
 use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{RequestMeta, ValidatedJson};
+use crate::http::openapi::schemas::{
+    BadRequest, CommandHeaders, Data, PayloadTooLarge, Problem, UnsupportedMediaType,
+    ValidationFailed,
+};
 use crate::http::respond::Answer;
 use crate::http::validate::Rules;
 use crate::http::views::UserView;
@@ -31,17 +36,21 @@ const EMAIL_VERIFICATION_HOURS: i64 = 24;
 /// Sign-ins change users and sessions; a `GET /me` or `/me/sessions` right after must see them.
 const READ_MODELS: &[&str] = &["users", "sessions"];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/register", post(register))
-        .route("/auth/login", post(login))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// Unique, case-insensitively.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
 }
 
@@ -56,21 +65,29 @@ impl Validate for RegisterRequest {
     }
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     #[validate(length(min = 1, max = 254, message = "must be 1 to 254 characters"))]
+    #[schema(min_length = 1, max_length = 254)]
     pub email: String,
     #[validate(length(min = 1, max = 128, message = "must be 1 to 128 characters"))]
+    #[schema(min_length = 1, max_length = 128)]
     pub password: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A signed-in session: the user and a new token pair.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AuthAnswer {
     pub user: UserView,
+    /// A JWT for `Authorization: Bearer`.
     pub access_token: String,
+    /// Opaque; exchange it at `/auth/refresh` (each one works once).
     pub refresh_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
+    /// Seconds the access token is valid (900).
     pub expires_in: i64,
 }
 
@@ -171,6 +188,26 @@ async fn start_session(
     Ok((answer, started.position))
 }
 
+/// Register a user.
+///
+/// Creates the user and signs them in: the answer carries a new session's tokens.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    tag = "auth",
+    request_body = RegisterRequest,
+    params(CommandHeaders),
+    responses(
+        (status = 201, description = "Registered and signed in", body = Data<AuthAnswer>,
+            headers(("Location"), ("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 409, description = "EMAIL_TAKEN: another user has this email (case-insensitively).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -217,8 +254,28 @@ async fn register(
         .eventual(!fresh))
 }
 
+/// Sign in with email and password.
+///
 /// One answer for an unknown email, a wrong password and a deactivated user, with the same
 /// argon2 work in each case, so neither the body nor the timing tells them apart.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    params(CommandHeaders),
+    responses(
+        (status = 200, description = "Signed in: a new session", body = Data<AuthAnswer>,
+            headers(("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "INVALID_CREDENTIALS: unknown email, wrong password or deactivated user.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate"))),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

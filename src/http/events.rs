@@ -2,24 +2,45 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use projections::Position;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::consistency::{log_position, with_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::AdminUser;
 use crate::http::listing::{bad_parameter, QueryParams};
+use crate::http::openapi::schemas::{
+    BadRequest, EventParams, Forbidden, Listing, PublicEvent, ReadHeaders, Unauthorized,
+};
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/events", get(list_events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_events))
 }
 
+/// Read the event log.
+///
+/// Every event in commit order, in its public form. Admins only. Page with `after=` (the
+/// `next_cursor` of the previous page, or any event's `position`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    params(EventParams, ReadHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of events; `next_cursor` is a position token",
+            body = Listing<PublicEvent>, headers(("Chronicle-Position"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 async fn list_events(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,

@@ -8,19 +8,42 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
+use crate::http::openapi::schemas::{Liveness, Problem, Readiness};
 use crate::startup::MIGRATOR;
 use crate::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Liveness: the process answers. No dependency is checked, so an outage elsewhere does not
-/// get healthy instances restarted.
+/// Liveness.
+///
+/// The process answers. No dependency is checked, so an outage elsewhere does not get healthy
+/// instances restarted.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Liveness))
+)]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+/// Readiness.
+///
 /// Ready when Postgres answers and every migration is applied. NATS is reported but does not
 /// fail readiness: commands keep working while it is down and the relay catches up later.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready: Postgres answers and the migrations are applied",
+            body = Readiness),
+        // The request-context middleware turns every 5xx without a problem body into a problem.
+        (status = 503, description = "Not ready: a SERVICE_UNAVAILABLE problem document",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let (postgres, migrations) =
         match tokio::time::timeout(CHECK_TIMEOUT, applied_migrations(&state)).await {

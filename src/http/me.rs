@@ -2,23 +2,42 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::consistency::{read_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::AuthUser;
+use crate::http::openapi::schemas::{
+    BadRequest, Data, Items, NotFound, ReadHeaders, SessionView, Unauthorized,
+};
 use crate::http::respond::Answer;
 use crate::http::views::UserView;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/me", get(get_me))
-        .route("/me/sessions", get(list_my_sessions))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_me))
+        .routes(routes!(list_my_sessions))
 }
 
+/// The signed-in caller's user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "me",
+    params(ReadHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The caller's full user", body = Data<UserView>,
+            headers(("ETag"), ("Chronicle-Position"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn get_me(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -36,6 +55,20 @@ async fn get_me(
         .into_response())
 }
 
+/// My active sessions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/sessions",
+    tag = "me",
+    params(ReadHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The caller's active sessions", body = Items<SessionView>,
+            headers(("Chronicle-Position"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+    )
+)]
 async fn list_my_sessions(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

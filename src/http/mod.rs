@@ -13,6 +13,7 @@ pub mod listing;
 pub mod me;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod posts;
 pub mod rate_limit;
 pub mod respond;
@@ -21,8 +22,10 @@ pub mod users;
 pub mod validate;
 pub mod views;
 
-use axum::routing::get;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -32,21 +35,33 @@ pub fn router(state: AppState) -> Router {
     layers::apply(routes(), state)
 }
 
-/// Every route the server answers.
+/// Every route the server answers, but `/metrics`, which [`layers::apply`] adds.
 pub fn routes() -> Router<AppState> {
-    let api = Router::new()
+    let (routes, _) = documented_routes().split_for_parts();
+    routes.fallback(not_found)
+}
+
+/// The OpenAPI document of every route the server answers, served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, document) = documented_routes().split_for_parts();
+    openapi::finish(document)
+}
+
+/// The routes with their documentation: `routes!` registers a handler under the method and
+/// path of its `#[utoipa::path]`, so a route cannot exist without its operation in the document.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(openapi::docs))
         .merge(auth::router())
         .merge(users::router())
         .merge(posts::router())
         .merge(me::router())
         .merge(sessions::router())
         .merge(api_keys::router())
-        .merge(events::router());
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .nest("/api/v1", api)
-        .fallback(not_found)
+        .merge(events::router())
 }
 
 async fn not_found() -> ApiError {

@@ -6,11 +6,12 @@ use aggregates::user::UserStatus;
 use aggregates::{Actor, SessionId, UserId};
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{delete, post};
-use axum::Router;
 use chrono::{Duration, Utc};
 use projections::Position;
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use validator::Validate;
 
 use crate::auth::jwt::ACCESS_TOKEN_SECONDS;
@@ -20,22 +21,27 @@ use crate::http::auth::{AuthAnswer, REFRESH_TOKEN_DAYS};
 use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, PathId, RequestMeta, ValidatedJson};
+use crate::http::openapi::schemas::{
+    BadRequest, CommandHeaders, Data, IdPath, NotFound, PayloadTooLarge, Problem, Unauthorized,
+    UnsupportedMediaType, ValidationFailed,
+};
 use crate::http::respond::{no_content, Answer};
 use crate::http::views::UserView;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/logout", post(logout))
-        .route("/auth/logout-all", post(logout_all))
-        .route("/me/sessions/{id}", delete(revoke_my_session))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(logout_all))
+        .routes(routes!(revoke_my_session))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     #[validate(length(min = 1, max = 512, message = "must be 1 to 512 characters"))]
+    #[schema(min_length = 1, max_length = 512)]
     pub refresh_token: String,
 }
 
@@ -46,8 +52,29 @@ fn reused() -> ApiError {
     }
 }
 
+/// Exchange a refresh token for a new token pair.
+///
 /// Rotates the refresh token: the presented one stops working and a new pair is returned. A
 /// token presented a second time means two parties hold it, so the whole session is revoked.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    request_body = RefreshRequest,
+    params(CommandHeaders),
+    responses(
+        (status = 200, description = "A new token pair", body = Data<AuthAnswer>,
+            headers(("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "UNAUTHORIZED (unknown or revoked token), TOKEN_EXPIRED, or \
+            TOKEN_REUSED (the token was already used: the whole session is now revoked).",
+            body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate"))),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 async fn refresh(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -170,6 +197,23 @@ fn current_session(caller: &crate::auth::Principal) -> Result<SessionId, ApiErro
     })
 }
 
+/// Sign out of this session.
+///
+/// Revokes the session of the access token: its refresh token and access tokens stop working.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    params(CommandHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Signed out",
+            headers(("Chronicle-Position"), ("X-Consistency"))),
+        (status = 401, response = Unauthorized),
+        (status = 409, description = "CONFLICT: an API key has no session to sign out of.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn logout(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -189,6 +233,21 @@ async fn logout(
     Ok(no_content(position, !fresh))
 }
 
+/// Sign out of every session.
+///
+/// Revokes every session of the caller's user, this one included.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout-all",
+    tag = "auth",
+    params(CommandHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Every session revoked",
+            headers(("Chronicle-Position"), ("X-Consistency"))),
+        (status = 401, response = Unauthorized),
+    )
+)]
 async fn logout_all(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -213,7 +272,22 @@ async fn logout_all(
     Ok(no_content(position, !fresh))
 }
 
+/// Revoke one of my sessions.
+///
 /// Another user's session is a 404, like one that does not exist.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/me/sessions/{id}",
+    tag = "me",
+    params(IdPath, CommandHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "The session is revoked",
+            headers(("Chronicle-Position"), ("X-Consistency"))),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn revoke_my_session(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

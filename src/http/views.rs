@@ -7,28 +7,46 @@ use chrono::{DateTime, Utc};
 use projections::posts::PostRow;
 use projections::users::UserRow;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Serialize)]
+use crate::http::openapi::schemas;
+
+/// A user in full: for the user themselves and for admins.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = Email)]
     pub email: String,
     pub name: String,
     pub bio: String,
+    #[schema(value_type = schemas::Role)]
     pub role: String,
+    #[schema(value_type = schemas::UserStatus)]
     pub status: String,
     pub email_verified: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// The aggregate's version, which is also the `ETag`.
     pub version: u64,
 }
 
 /// What other users may see of someone.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PublicUserView {
+    #[schema(format = Uuid)]
     pub id: String,
     pub name: String,
     pub bio: String,
     pub created_at: Option<DateTime<Utc>>,
+}
+
+/// The full view for the user themselves and admins, the public view for everyone else.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum AnyUserView {
+    Full(UserView),
+    Public(PublicUserView),
 }
 
 impl UserView {
@@ -59,17 +77,21 @@ impl PublicUserView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PostView {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = Uuid)]
     pub author_id: String,
     pub title: String,
     pub body: String,
     pub tags: Vec<String>,
+    #[schema(value_type = schemas::PostStatus)]
     pub status: String,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub published_at: Option<DateTime<Utc>>,
+    /// The aggregate's version, which is also the `ETag`.
     pub version: u64,
 }
 

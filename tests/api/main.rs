@@ -10,6 +10,7 @@ mod errors;
 mod health;
 mod helpers;
 mod log_and_projectors;
+mod openapi;
 mod posts;
 mod queries;
 mod relay;

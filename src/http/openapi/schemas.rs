@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
-use utoipa::{IntoParams, ToResponse, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToResponse, ToSchema};
 use uuid::Uuid;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -75,12 +75,17 @@ pub enum PostStatus {
     Published,
 }
 
+/// A tag: 1 to 32 characters of `a-z`, `0-9` and `-`.
+#[derive(Serialize, ToSchema)]
+#[schema(pattern = "^[a-z0-9-]{1,32}$")]
+pub struct Tag(String);
+
 /// An RFC 9457 problem document: the body of every error.
 #[derive(Serialize, ToSchema)]
 pub struct Problem {
     /// `https://chronicle.dev/problems/<code in kebab case>`.
     #[serde(rename = "type")]
-    #[schema(format = Uri)]
+    #[schema(example = "https://chronicle.dev/problems/validation-error")]
     pub problem_type: String,
     pub title: String,
     pub status: u16,
@@ -358,8 +363,6 @@ fn header(description: &str) -> utoipa::openapi::header::Header {
         .build()
 }
 
-use utoipa::PartialSchema;
-
 /// Reusable error responses, referenced from the operations as `#/components/responses/<name>`.
 macro_rules! problem_responses {
     ($($name:ident => $description:literal $(, $header:literal: $header_doc:literal)*;)*) => {
@@ -390,7 +393,10 @@ problem_responses! {
     UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE: the body is not sent as `application/json`.";
     ValidationFailed => "VALIDATION_ERROR: a missing field, a wrong type, an unknown field or a bad value, one `errors` entry per field.";
     RateLimited => "RATE_LIMITED: the request budget is spent.",
-        "Retry-After": "Seconds until a request would be allowed.";
+        "Retry-After": "Seconds until a request would be allowed.",
+        "RateLimit-Limit": "Requests allowed per minute (also sent as `X-RateLimit-Limit`).",
+        "RateLimit-Remaining": "0 (also sent as `X-RateLimit-Remaining`).",
+        "RateLimit-Reset": "Seconds until a request would be allowed (also `X-RateLimit-Reset`).";
     Unavailable => "SERVICE_UNAVAILABLE (the database is unreachable) or PROJECTION_LAGGING (the read models did not reach `Chronicle-Min-Position` in time).",
         "Retry-After": "Seconds to wait before retrying.";
     InternalError => "INTERNAL_ERROR: an unexpected error; the problem carries no internals.";

@@ -1,26 +1,25 @@
-//! `/posts`: commands in [`write`], queries in [`read`].
+//! `/posts`: commands in [`write`], queries in [`read`], and an author's posts
+//! (`/users/{id}/posts`), which read the same read model.
 
 mod read;
 mod write;
 
-use axum::routing::{get, post};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
-pub use read::list_author_posts;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/posts", post(write::create_post).get(read::list_posts))
-        .route(
-            "/posts/{id}",
-            get(read::get_post)
-                .patch(write::update_post)
-                .put(write::replace_post)
-                .delete(write::delete_post),
-        )
-        .route("/posts/{id}/publish", post(write::publish_post))
-        .route("/posts/{id}/unpublish", post(write::unpublish_post))
-        .route("/posts/{id}/history", get(read::post_history))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(write::create_post, read::list_posts))
+        .routes(routes!(
+            read::get_post,
+            write::update_post,
+            write::replace_post,
+            write::delete_post
+        ))
+        .routes(routes!(write::publish_post))
+        .routes(routes!(write::unpublish_post))
+        .routes(routes!(read::post_history))
+        .routes(routes!(read::list_author_posts))
 }

@@ -12,6 +12,10 @@ use crate::http::consistency::{log_position, read_position, with_position, MinPo
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, MaybeAuthUser, PathId};
 use crate::http::listing::{ListAnswer, ListRequest, ListSpec, QueryParams};
+use crate::http::openapi::schemas::{
+    BadRequest, ConditionalReadHeaders, Data, Forbidden, IdPath, Items, ListParams, Listing,
+    NotFound, PostFilters, PublicEvent, ReadHeaders, Unauthorized,
+};
 use crate::http::respond::{not_modified, not_modified_response, Answer};
 use crate::http::views::PostView;
 use crate::state::AppState;
@@ -67,8 +71,23 @@ fn shared_conditions(request: &ListRequest) -> Result<Vec<Condition>, ApiError> 
     Ok(conditions)
 }
 
+/// List posts.
+///
 /// Published posts for everyone; `status=draft` shows signed-in authors their own drafts and
-/// nobody anyone else's.
+/// nobody anyone else's. Sort keys: `created_at`, `published_at`, `title`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/posts",
+    tag = "posts",
+    params(ListParams, PostFilters, ReadHeaders),
+    security((), ("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of posts", body = Listing<PostView>,
+            headers(("Chronicle-Position"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+    )
+)]
 pub(super) async fn list_posts(
     State(state): State<AppState>,
     MaybeAuthUser(caller): MaybeAuthUser,
@@ -106,9 +125,25 @@ pub(super) async fn list_posts(
         .await
 }
 
-/// An author's posts: every status for the author and admins (`status=` narrows), published
-/// ones for everyone else.
-pub async fn list_author_posts(
+/// List an author's posts.
+///
+/// Every status for the author and admins (`status=` narrows), published ones for everyone
+/// else. Sort keys: `created_at`, `published_at`, `title`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}/posts",
+    tag = "users",
+    params(IdPath, ListParams, PostFilters, ReadHeaders),
+    security((), ("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of the author's posts", body = Listing<PostView>,
+            headers(("Chronicle-Position"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    )
+)]
+pub(super) async fn list_author_posts(
     State(state): State<AppState>,
     MaybeAuthUser(caller): MaybeAuthUser,
     PathId(author): PathId<UserId>,
@@ -141,8 +176,26 @@ pub async fn list_author_posts(
         .await
 }
 
+/// Get a post.
+///
 /// Drafts exist only for their author and admins; everyone else gets the same 404 as for a
 /// post that never existed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/posts/{id}",
+    tag = "posts",
+    params(IdPath, ConditionalReadHeaders),
+    security((), ("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The post", body = Data<PostView>,
+            headers(("ETag"), ("Chronicle-Position"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the current version",
+            headers(("ETag"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    )
+)]
 pub(super) async fn get_post(
     State(state): State<AppState>,
     MaybeAuthUser(caller): MaybeAuthUser,
@@ -170,7 +223,25 @@ pub(super) async fn get_post(
         .into_response())
 }
 
+/// A post's history.
+///
 /// The post's events, oldest first, in their public form. Deleted posts keep their history.
+/// The author and admins only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/posts/{id}/history",
+    tag = "posts",
+    params(IdPath, ReadHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The post's events, oldest first", body = Items<PublicEvent>,
+            headers(("Chronicle-Position"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 pub(super) async fn post_history(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

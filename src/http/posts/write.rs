@@ -7,23 +7,34 @@ use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
+use utoipa::ToSchema;
 use validator::{Validate, ValidationErrors};
 
 use crate::commands::Executed;
 use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson};
+use crate::http::openapi::schemas::{
+    self, BadRequest, CommandHeaders, Data, Forbidden, IdPath, NotFound, PayloadTooLarge,
+    PreconditionFailed, Problem, Unauthorized, UnsupportedMediaType, ValidationFailed,
+    WriteHeaders,
+};
 use crate::http::respond::{no_content, Answer};
 use crate::http::validate::Rules;
 use crate::http::views::PostView;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePostRequest {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    #[schema(min_length = 1, max_length = 100000)]
     pub body: String,
+    #[schema(max_items = 10, value_type = Option<Vec<schemas::Tag>>)]
     pub tags: Option<Vec<String>>,
+    /// `draft` (the default) or `published`, which appends `post.created` then `post.published`.
+    #[schema(value_type = Option<schemas::PostStatus>)]
     pub status: Option<String>,
 }
 
@@ -51,11 +62,15 @@ impl Validate for CreatePostRequest {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields to change.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePostRequest {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
+    #[schema(min_length = 1, max_length = 100000)]
     pub body: Option<String>,
+    #[schema(max_items = 10, value_type = Option<Vec<schemas::Tag>>)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -75,11 +90,14 @@ impl Validate for UpdatePostRequest {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplacePostRequest {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    #[schema(min_length = 1, max_length = 100000)]
     pub body: String,
+    #[schema(max_items = 10, value_type = Vec<schemas::Tag>)]
     pub tags: Vec<String>,
 }
 
@@ -130,6 +148,26 @@ async fn post_answer(
 /// The read models a post command's answer and the following reads depend on.
 const READ_MODELS: &[&str] = &["posts"];
 
+/// Create a post.
+///
+/// A draft unless `status` is `published`. The caller is the author.
+#[utoipa::path(
+    post,
+    path = "/api/v1/posts",
+    tag = "posts",
+    request_body = CreatePostRequest,
+    params(CommandHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = Data<PostView>,
+            headers(("Location"), ("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 pub(super) async fn create_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -161,6 +199,29 @@ pub(super) async fn create_post(
         .created(format!("/api/v1/posts/{post_id}")))
 }
 
+/// Update a post.
+///
+/// Changes the given fields. The author and admins.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/posts/{id}",
+    tag = "posts",
+    request_body = UpdatePostRequest,
+    params(IdPath, WriteHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The updated post", body = Data<PostView>,
+            headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 pub(super) async fn update_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -190,6 +251,29 @@ pub(super) async fn update_post(
     post_answer(&state, done, prefer_async).await
 }
 
+/// Replace a post.
+///
+/// Replaces title, body and tags. The author and admins.
+#[utoipa::path(
+    put,
+    path = "/api/v1/posts/{id}",
+    tag = "posts",
+    request_body = ReplacePostRequest,
+    params(IdPath, WriteHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The replaced post", body = Data<PostView>,
+            headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 pub(super) async fn replace_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -239,6 +323,26 @@ async fn transition(
         .await?)
 }
 
+/// Publish a post.
+///
+/// The author and admins.
+#[utoipa::path(
+    post,
+    path = "/api/v1/posts/{id}/publish",
+    tag = "posts",
+    params(IdPath, WriteHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The published post", body = Data<PostView>,
+            headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "INVALID_STATE_TRANSITION: the post is already published.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 412, response = PreconditionFailed),
+    )
+)]
 pub(super) async fn publish_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -256,6 +360,26 @@ pub(super) async fn publish_post(
     post_answer(&state, done, prefer_async).await
 }
 
+/// Unpublish a post.
+///
+/// Turns a published post back into a draft. The author and admins.
+#[utoipa::path(
+    post,
+    path = "/api/v1/posts/{id}/unpublish",
+    tag = "posts",
+    params(IdPath, WriteHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The post, a draft again", body = Data<PostView>,
+            headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "INVALID_STATE_TRANSITION: the post is not published.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 412, response = PreconditionFailed),
+    )
+)]
 pub(super) async fn unpublish_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -273,6 +397,24 @@ pub(super) async fn unpublish_post(
     post_answer(&state, done, prefer_async).await
 }
 
+/// Delete a post.
+///
+/// The author and admins. The post is then a 404; its history stays.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/posts/{id}",
+    tag = "posts",
+    params(IdPath, WriteHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted",
+            headers(("Chronicle-Position"), ("X-Consistency"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+    )
+)]
 pub(super) async fn delete_post(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

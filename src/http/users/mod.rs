@@ -1,28 +1,25 @@
-//! `/users`: commands in [`write`], queries in [`read`].
+//! `/users`: commands in [`write`] (their bodies in [`requests`]), queries in [`read`]. An author's posts, `/users/{id}/posts`,
+//! are served by [`crate::http::posts`].
 
 mod read;
+mod requests;
 mod write;
 
-use axum::routing::{get, post};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", post(write::create_user).get(read::list_users))
-        .route(
-            "/users/{id}",
-            get(read::get_user)
-                .patch(write::update_user)
-                .put(write::replace_user)
-                .delete(write::deactivate_user),
-        )
-        .route("/users/{id}/verify-email", post(write::verify_email))
-        .route("/users/{id}/password", post(write::change_password))
-        .route(
-            "/users/{id}/posts",
-            get(crate::http::posts::list_author_posts),
-        )
-        .route("/users/{id}/history", get(read::user_history))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(write::create_user, read::list_users))
+        .routes(routes!(
+            read::get_user,
+            write::update_user,
+            write::replace_user,
+            write::deactivate_user
+        ))
+        .routes(routes!(write::verify_email))
+        .routes(routes!(write::change_password))
+        .routes(routes!(read::user_history))
 }

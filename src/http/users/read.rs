@@ -12,8 +12,12 @@ use crate::http::consistency::{log_position, read_position, with_position, MinPo
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, AuthUser, PathId};
 use crate::http::listing::{ListAnswer, ListRequest, ListSpec, QueryParams};
+use crate::http::openapi::schemas::{
+    BadRequest, ConditionalReadHeaders, Data, Forbidden, IdPath, Items, ListParams, Listing,
+    NotFound, PublicEvent, ReadHeaders, Unauthorized, UserFilters,
+};
 use crate::http::respond::{not_modified, not_modified_response, Answer};
-use crate::http::views::{PublicUserView, UserView};
+use crate::http::views::{AnyUserView, PublicUserView, UserView};
 use crate::state::AppState;
 
 const READ_MODELS: &[&str] = &["users"];
@@ -36,6 +40,23 @@ const SPEC: ListSpec = ListSpec {
     ],
 };
 
+/// List users.
+///
+/// Admins only. Sort keys: `created_at`, `name`, `email`. `q` searches names and emails.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    params(ListParams, UserFilters, ReadHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = Listing<UserView>,
+            headers(("Chronicle-Position"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 pub(super) async fn list_users(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
@@ -76,8 +97,26 @@ pub(super) async fn list_users(
         .await
 }
 
+/// Get a user.
+///
 /// Signed-in callers see the full user for themselves (and admins for anyone), the public
 /// view for others.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    params(IdPath, ConditionalReadHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The user: full or public view", body = Data<AnyUserView>,
+            headers(("ETag"), ("Chronicle-Position"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the current version",
+            headers(("ETag"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    )
+)]
 pub(super) async fn get_user(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -105,7 +144,25 @@ pub(super) async fn get_user(
         .into_response())
 }
 
-/// The user's events, oldest first, in their public form (no password hashes).
+/// A user's history.
+///
+/// The user's events, oldest first, in their public form (no password hashes). The user
+/// themselves and admins only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}/history",
+    tag = "users",
+    params(IdPath, ReadHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The user's events, oldest first", body = Items<PublicEvent>,
+            headers(("Chronicle-Position"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 pub(super) async fn user_history(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

@@ -1,178 +1,30 @@
 //! Commands on `/users`: admin-created users, profile changes, email verification, passwords, deactivation.
 
-use aggregates::user::{User, UserChanges, UserCommand, UserEvent, UserStatus};
+use aggregates::user::{User, UserChanges, UserCommand, UserEvent};
 use aggregates::values::{Bio, Email, Password, UserName};
 use aggregates::{Actor, Role, UserId};
 use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
-use serde::Deserialize;
-use validator::{Validate, ValidationError, ValidationErrors};
 
 use crate::commands::Executed;
 use crate::http::auth::register_user;
 use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson};
+use crate::http::openapi::schemas::{
+    BadRequest, CommandHeaders, Data, Forbidden, IdPath, NotFound, PayloadTooLarge,
+    PreconditionFailed, Problem, Unauthorized, UnsupportedMediaType, ValidationFailed,
+    WriteHeaders,
+};
 use crate::http::respond::{no_content, Answer};
 use crate::http::sessions::revoke_sessions_of;
-use crate::http::validate::Rules;
+use crate::http::users::requests::{
+    invalid, ChangePasswordRequest, CreateUserRequest, ReplaceUserRequest, UpdateUserRequest,
+    VerifyEmailRequest,
+};
 use crate::http::views::UserView;
 use crate::state::AppState;
-
-fn parse_role(raw: &str) -> Result<Role, ValidationError> {
-    Role::parse(raw).ok_or_else(|| {
-        let mut e = ValidationError::new("ENUM");
-        e.message = Some("must be user or admin".into());
-        e
-    })
-}
-
-fn parse_status(raw: &str) -> Option<UserStatus> {
-    match raw {
-        "active" => Some(UserStatus::Active),
-        "deactivated" => Some(UserStatus::Deactivated),
-        _ => None,
-    }
-}
-
-fn enum_error(rules: &mut Rules, field: &str, message: &str) {
-    rules.check::<()>(
-        field,
-        Err(aggregates::values::ValueError {
-            code: "ENUM",
-            message: message.to_owned(),
-        }),
-    );
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUserRequest {
-    pub email: String,
-    pub name: String,
-    pub password: String,
-    pub role: Option<String>,
-}
-
-impl Validate for CreateUserRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        rules
-            .check("email", Email::parse(&self.email))
-            .check("name", UserName::parse(&self.name))
-            .check("password", Password::parse(&self.password));
-        if self.role.as_deref().is_some_and(|r| parse_role(r).is_err()) {
-            enum_error(&mut rules, "role", "must be user or admin");
-        }
-        rules.finish()
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateUserRequest {
-    pub name: Option<String>,
-    pub bio: Option<String>,
-    pub role: Option<String>,
-    pub status: Option<String>,
-}
-
-impl Validate for UpdateUserRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        if let Some(name) = &self.name {
-            rules.check("name", UserName::parse(name));
-        }
-        if let Some(bio) = &self.bio {
-            rules.check("bio", Bio::parse(bio));
-        }
-        if self.role.as_deref().is_some_and(|r| parse_role(r).is_err()) {
-            enum_error(&mut rules, "role", "must be user or admin");
-        }
-        if self
-            .status
-            .as_deref()
-            .is_some_and(|s| parse_status(s).is_none())
-        {
-            enum_error(&mut rules, "status", "must be active or deactivated");
-        }
-        rules.finish()
-    }
-}
-
-impl UpdateUserRequest {
-    fn changes(self) -> Result<UserChanges, ApiError> {
-        Ok(UserChanges {
-            name: self
-                .name
-                .as_deref()
-                .map(UserName::parse)
-                .transpose()
-                .map_err(invalid("name"))?,
-            bio: self
-                .bio
-                .as_deref()
-                .map(Bio::parse)
-                .transpose()
-                .map_err(invalid("bio"))?,
-            role: self.role.as_deref().and_then(Role::parse),
-            status: self.status.as_deref().and_then(parse_status),
-        })
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplaceUserRequest {
-    pub name: String,
-    pub bio: String,
-}
-
-impl Validate for ReplaceUserRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        rules
-            .check("name", UserName::parse(&self.name))
-            .check("bio", Bio::parse(&self.bio));
-        rules.finish()
-    }
-}
-
-#[derive(Debug, Deserialize, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyEmailRequest {
-    #[validate(length(min = 1, max = 256, message = "must be 1 to 256 characters"))]
-    pub token: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChangePasswordRequest {
-    pub current_password: String,
-    pub new_password: String,
-}
-
-impl Validate for ChangePasswordRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        rules.check("new_password", Password::parse(&self.new_password));
-        if self.current_password.is_empty() || self.current_password.chars().count() > 128 {
-            rules.check::<()>(
-                "current_password",
-                Err(aggregates::values::ValueError {
-                    code: "LENGTH",
-                    message: "must be 1 to 128 characters".into(),
-                }),
-            );
-        }
-        rules.finish()
-    }
-}
-
-fn invalid(field: &'static str) -> impl Fn(aggregates::values::ValueError) -> ApiError {
-    move |e| ApiError::field(field, e.code, &e.message)
-}
 
 /// Answers from the read model once it has applied the command's events (bounded wait);
 /// from the aggregate's state, marked eventual, when the wait ran out or was declined.
@@ -198,6 +50,29 @@ async fn user_answer(
 /// The read models a user command's answer and the following reads depend on.
 const READ_MODELS: &[&str] = &["users", "sessions"];
 
+/// Create a user.
+///
+/// Admins only; the way to make more admins.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    request_body = CreateUserRequest,
+    params(CommandHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = Data<UserView>,
+            headers(("Location"), ("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "EMAIL_TAKEN: another user has this email (case-insensitively).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 pub(super) async fn create_user(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -232,6 +107,32 @@ pub(super) async fn create_user(
         .created(location))
 }
 
+/// Update a user.
+///
+/// The user themselves and admins: `name` and `bio`; admins also `role` and `status`
+/// (`deactivated` signs the user out everywhere).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    request_body = UpdateUserRequest,
+    params(IdPath, WriteHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The updated user", body = Data<UserView>,
+            headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "INVALID_STATE_TRANSITION: the user is deactivated.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 pub(super) async fn update_user(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -260,6 +161,31 @@ pub(super) async fn update_user(
     user_answer(&state, done, prefer_async).await
 }
 
+/// Replace a user's profile.
+///
+/// Replaces `name` and `bio` (both required). The user themselves and admins.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    request_body = ReplaceUserRequest,
+    params(IdPath, WriteHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The updated user", body = Data<UserView>,
+            headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "INVALID_STATE_TRANSITION: the user is deactivated.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 pub(super) async fn replace_user(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -293,6 +219,26 @@ pub(super) async fn replace_user(
     user_answer(&state, done, prefer_async).await
 }
 
+/// Deactivate a user.
+///
+/// The user themselves and admins. Revokes every session; signing in then fails.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    params(IdPath, WriteHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Deactivated",
+            headers(("Chronicle-Position"), ("X-Consistency"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "INVALID_STATE_TRANSITION: the user is already deactivated.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 412, response = PreconditionFailed),
+    )
+)]
 pub(super) async fn deactivate_user(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -347,6 +293,31 @@ async fn end_sessions_if_deactivated(
     .await
 }
 
+/// Verify a user's email.
+///
+/// The user themselves, with the token of their `user.email_verification_requested` event. A
+/// wrong, used or expired token is a 422 on the field `token`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/verify-email",
+    tag = "users",
+    request_body = VerifyEmailRequest,
+    params(IdPath, CommandHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The user, with `email_verified: true`", body = Data<UserView>,
+            headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "INVALID_STATE_TRANSITION: already verified, or the user is deactivated.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 pub(super) async fn verify_email(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -372,6 +343,31 @@ pub(super) async fn verify_email(
     user_answer(&state, done, prefer_async).await
 }
 
+/// Change a user's password.
+///
+/// The user themselves. Every other session of the user is revoked.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/password",
+    tag = "users",
+    request_body = ChangePasswordRequest,
+    params(IdPath, CommandHeaders),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Changed", headers(("Chronicle-Position"), ("X-Consistency"))),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "UNAUTHORIZED (credentials) or INVALID_CREDENTIALS (wrong current password).",
+            body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate"))),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "INVALID_STATE_TRANSITION: the user is deactivated.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+    )
+)]
 pub(super) async fn change_password(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

@@ -1,0 +1,243 @@
+//! What the layers do for every route, added to every operation of the document: the request id,
+//! the rate limit on `/api/v1`, idempotency keys on POSTs, and the 500 that any route can give.
+//! Handlers' annotations describe only what the handler itself does.
+
+use std::collections::BTreeMap;
+
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{Components, ContentBuilder, OpenApi, Ref, RefOr, Required, Response};
+use utoipa::openapi::{ObjectBuilder, Type};
+use utoipa::PartialSchema;
+
+use super::schemas::PROBLEM_JSON;
+
+const REQUEST_ID: &str = "X-Request-Id";
+
+fn string_header(description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(String::schema())
+        .description(Some(description))
+        .build()
+}
+
+fn header_parameter(name: &str, description: &str, min: usize, max: usize) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(min))
+                .max_length(Some(max)),
+        ))
+        .build()
+}
+
+fn reference(name: &str) -> RefOr<Response> {
+    RefOr::Ref(Ref::from_response_name(name))
+}
+
+/// Every `(method, operation)` of a path item.
+fn operations(item: &mut utoipa::openapi::PathItem) -> [(&'static str, &mut Option<Operation>); 8] {
+    [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+        ("head", &mut item.head),
+        ("options", &mut item.options),
+        ("trace", &mut item.trace),
+    ]
+}
+
+pub fn apply(document: &mut OpenApi) {
+    let components = document.components.get_or_insert_with(Components::new);
+    for response in components.responses.values_mut() {
+        if let RefOr::T(response) = response {
+            add_request_id(response);
+        }
+    }
+    let shared = components.responses.clone();
+
+    for (path, item) in document.paths.paths.iter_mut() {
+        let api = path.starts_with("/api/v1/");
+        for (method, operation) in operations(item) {
+            let Some(operation) = operation.as_mut() else {
+                continue;
+            };
+            let parameters = operation.parameters.get_or_insert_with(Vec::new);
+            parameters.push(header_parameter(
+                REQUEST_ID,
+                "Your id for this request (1-128 characters of `A-Za-z0-9._-`): it comes back \
+                 in `X-Request-Id`, is the problem's `trace_id` and the `correlation_id` of the \
+                 events the request appends. Otherwise the server makes one.",
+                1,
+                128,
+            ));
+            let responses = &mut operation.responses.responses;
+            if api {
+                responses
+                    .entry("429".into())
+                    .or_insert_with(|| reference("RateLimited"));
+                responses
+                    .entry("503".into())
+                    .or_insert_with(|| reference("Unavailable"));
+            }
+            responses
+                .entry("500".into())
+                .or_insert_with(|| reference("InternalError"));
+            if api && method == "post" {
+                idempotency(operation, &shared);
+            }
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                add_request_id(response);
+                describe_known_headers(response);
+                if api && status.starts_with('2') {
+                    add_rate_limit_headers(response);
+                }
+            }
+        }
+    }
+}
+
+fn add_request_id(response: &mut Response) {
+    response.headers.insert(
+        REQUEST_ID.into(),
+        string_header("The request's id: the caller's, when acceptable, else a new one."),
+    );
+}
+
+/// The headers handlers name without a description (`headers(("ETag"))`) mean the same
+/// everywhere, so they are described once, here.
+fn describe_known_headers(response: &mut Response) {
+    for (name, header) in response.headers.iter_mut() {
+        if header.description.is_some() {
+            continue;
+        }
+        header.description = match name.as_str() {
+            "ETag" => Some(
+                "`\"<version>\"`: the aggregate's version, for `If-Match` and `If-None-Match`.",
+            ),
+            "Location" => Some("The URL of the created resource."),
+            "Chronicle-Position" => Some(
+                "Opaque log position token: of the command's last event, or that the read \
+                 models of a query had reached. Accepted by `Chronicle-Min-Position`.",
+            ),
+            "X-Consistency" => Some(
+                "`eventual` when the answer was given before the read models applied the \
+                 command (wait bound reached, or `Prefer: respond-async`).",
+            ),
+            "WWW-Authenticate" => Some("`Bearer`"),
+            _ => None,
+        }
+        .map(str::to_owned);
+    }
+}
+
+fn add_rate_limit_headers(response: &mut Response) {
+    for (name, description) in [
+        (
+            "RateLimit-Limit",
+            "Requests allowed per minute (also sent as `X-RateLimit-Limit`).",
+        ),
+        (
+            "RateLimit-Remaining",
+            "Requests left in the budget (also `X-RateLimit-Remaining`).",
+        ),
+        (
+            "RateLimit-Reset",
+            "Seconds until the budget is full again (also `X-RateLimit-Reset`).",
+        ),
+    ] {
+        response
+            .headers
+            .insert(name.into(), string_header(description));
+    }
+}
+
+/// `Idempotency-Key` on every POST, with the answers it can add.
+fn idempotency(operation: &mut Operation, shared: &BTreeMap<String, RefOr<Response>>) {
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(header_parameter(
+            "Idempotency-Key",
+            "Makes the POST safe to retry: the first completed answer is kept 24 h per caller and \
+             key, and a retry of the same request gets it again (`Idempotent-Replayed: true`) \
+             without appending anything.",
+            1,
+            255,
+        ));
+    let responses = &mut operation.responses.responses;
+    for (status, response) in responses.iter_mut() {
+        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+            response.headers.insert(
+                "Idempotent-Replayed".into(),
+                string_header("`true` when this is the kept answer to an earlier request."),
+            );
+        }
+    }
+    responses
+        .entry("400".into())
+        .or_insert_with(|| reference("BadRequest"));
+    extend_problem(
+        responses,
+        "409",
+        "IDEMPOTENCY_KEY_IN_USE: a request with this Idempotency-Key is still running.",
+        shared,
+    );
+    extend_problem(
+        responses,
+        "422",
+        "IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was used for a different request.",
+        shared,
+    );
+}
+
+/// Adds `text` to the problem response for `status`, creating it when the operation has none.
+fn extend_problem(
+    responses: &mut BTreeMap<String, RefOr<Response>>,
+    status: &str,
+    text: &str,
+    shared: &BTreeMap<String, RefOr<Response>>,
+) {
+    let existing = match responses.remove(status) {
+        Some(RefOr::T(response)) => Some(response),
+        Some(RefOr::Ref(reference)) => {
+            let name = reference
+                .ref_location
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
+            match shared.get(name) {
+                Some(RefOr::T(response)) => Some(response.clone()),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let response = match existing {
+        Some(mut response) => {
+            response.description = format!("{} Or {text}", response.description);
+            response
+        }
+        None => {
+            let mut response = Response::new(text);
+            response.content.insert(
+                PROBLEM_JSON.into(),
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            );
+            response
+        }
+    };
+    responses.insert(status.into(), RefOr::T(response));
+}
