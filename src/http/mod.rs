@@ -20,6 +20,7 @@ pub mod sessions;
 pub mod users;
 pub mod validate;
 pub mod views;
+pub mod webhooks;
 
 use axum::routing::get;
 use axum::Router;
@@ -41,7 +42,8 @@ pub fn routes() -> Router<AppState> {
         .merge(me::router())
         .merge(sessions::router())
         .merge(api_keys::router())
-        .merge(events::router());
+        .merge(events::router())
+        .merge(webhooks::router());
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

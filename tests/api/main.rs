@@ -16,3 +16,4 @@ mod relay;
 mod security;
 mod store;
 mod users;
+mod webhooks;
