@@ -19,6 +19,9 @@ use crate::state::AppState;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// At most this many deliveries in flight to one webhook endpoint per instance.
+const WEBHOOK_IN_FLIGHT_PER_ENDPOINT: usize = 4;
+
 /// How long a request waits for a pooled connection before answering 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -140,6 +143,27 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
             &state.log_wake,
         );
         tasks.push(tokio::spawn(relay.run()));
+        let sender = std::sync::Arc::new(crate::fanout::webhooks::delivery::Sender::new(
+            state.pool.clone(),
+            state.config.webhook_retry_schedule.clone(),
+            state.config.webhook_allow_private_targets,
+            WEBHOOK_IN_FLIGHT_PER_ENDPOINT,
+        ));
+        tasks.push(tokio::spawn(crate::fanout::webhooks::consumer::run(
+            state.pool.clone(),
+            crate::fanout::relay::RelaySettings::from_config(&state.config),
+            state.webhook_wake.clone(),
+        )));
+        // The sender shares the instance's wake-up, so test pings and retries go out at once.
+        let wake = state.webhook_wake.clone();
+        let sender_wake = sender.wake.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                wake.notified().await;
+                sender_wake.notify_one();
+            }
+        }));
+        tasks.push(tokio::spawn(sender.run()));
         for projector in projections::all_projectors() {
             let runner = Runner::new(
                 state.pool.clone(),

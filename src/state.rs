@@ -36,6 +36,8 @@ pub struct AppState {
     /// Revoked sessions, deactivated users and changed roles, followed from the log.
     pub revocations: Arc<Revocations>,
     pub rate_limits: Arc<RateLimits>,
+    /// Wakes this instance's webhook sender when a delivery becomes due.
+    pub webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             Arc::from(hasher.finalize().to_vec())
         };
         Self {
+            webhook_wake: Arc::new(tokio::sync::Notify::new()),
             rate_limits: Arc::new(RateLimits::new(&config)),
             revocations: Arc::new(Revocations::default()),
             cursor_key,

@@ -1,4 +1,6 @@
-//! Fan-out of the log beyond Postgres: the NATS JetStream relay and its message format.
+//! Fan-out of the log beyond Postgres: the NATS JetStream relay, its message format, and
+//! webhooks.
 
 pub mod cloudevents;
 pub mod relay;
+pub mod webhooks;

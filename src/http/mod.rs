@@ -21,6 +21,7 @@ pub mod sessions;
 pub mod users;
 pub mod validate;
 pub mod views;
+pub mod webhooks;
 
 use axum::Router;
 use utoipa::OpenApi;
@@ -62,6 +63,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(sessions::router())
         .merge(api_keys::router())
         .merge(events::router())
+        .merge(webhooks::router())
 }
 
 async fn not_found() -> ApiError {

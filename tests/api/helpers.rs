@@ -308,6 +308,9 @@ pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
         // Tests sign up many users from one address; rate-limit tests set their own budgets.
         ("RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
         ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
+        // Test receivers listen on loopback; the refusal test turns this off again.
+        ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true".to_owned()),
+        ("WEBHOOK_RETRY_SCHEDULE", "100ms,100ms,100ms".to_owned()),
         (
             "JWT_SECRET",
             "test-secret-that-is-long-enough-for-hs256-0123".to_owned(),

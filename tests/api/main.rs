@@ -17,3 +17,4 @@ mod relay;
 mod security;
 mod store;
 mod users;
+mod webhooks;

@@ -47,11 +47,6 @@ const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/api/v1/posts/{id}/unpublish"),
     ("GET", "/api/v1/posts/{id}/history"),
     ("GET", "/api/v1/events"),
-];
-
-/// Operations API.md promises that no route serves yet. Serving one without documenting it
-/// fails here; documenting it means moving it to [`CONTRACT`].
-const NOT_YET_SERVED: &[(&str, &str)] = &[
     ("POST", "/api/v1/webhooks"),
     ("GET", "/api/v1/webhooks"),
     ("GET", "/api/v1/webhooks/{id}"),
@@ -65,6 +60,11 @@ const NOT_YET_SERVED: &[(&str, &str)] = &[
         "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
     ),
     ("POST", "/api/v1/webhooks/{id}/replay"),
+];
+
+/// Operations API.md promises that no route serves yet. Serving one without documenting it
+/// fails here; documenting it means moving it to [`CONTRACT`].
+const NOT_YET_SERVED: &[(&str, &str)] = &[
     ("GET", "/api/v1/analytics/summary"),
     ("GET", "/api/v1/analytics/timeseries"),
     ("GET", "/api/v1/admin/projections"),

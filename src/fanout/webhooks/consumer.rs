@@ -1,0 +1,81 @@
+//! The durable JetStream consumer that turns events into webhook deliveries. Instances share
+//! it, so the work is spread; a redelivered message enqueues nothing new (one delivery per
+//! endpoint and event).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use crate::fanout::relay::{ensure_stream, RelaySettings};
+use crate::fanout::webhooks::delivery::body_from_cloud_event;
+use crate::fanout::webhooks::store;
+
+const CONSUMER: &str = "chronicle-webhooks";
+
+async fn handle(pool: &PgPool, event: &Value) -> Result<(), sqlx::Error> {
+    let Some(event_id) = event["id"]
+        .as_str()
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+    else {
+        return Ok(());
+    };
+    let event_type = event["type"].as_str().unwrap_or_default();
+    let body = body_from_cloud_event(event);
+    for endpoint in store::enabled(pool).await? {
+        if endpoint.wants(event_type) {
+            store::enqueue(pool, endpoint.id, event_id, event_type, &body, false).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn session(pool: &PgPool, settings: &RelaySettings, wake: &Notify) -> Result<(), String> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(&settings.nats_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let js = jetstream::new(client);
+    let stream = ensure_stream(&js, settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            CONSUMER,
+            consumer::pull::Config {
+                durable_name: Some(CONSUMER.to_owned()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| e.to_string())?;
+        let event: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+        // Not acked on a database error: NATS redelivers it, and the enqueue is idempotent.
+        handle(pool, &event).await.map_err(|e| e.to_string())?;
+        message.ack().await.map_err(|e| e.to_string())?;
+        wake.notify_one();
+    }
+    Ok(())
+}
+
+pub async fn run(pool: PgPool, settings: RelaySettings, wake: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session(&pool, &settings, &wake).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => tracing::warn!(error = %e, "webhook consumer interrupted; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,266 @@
+//! Sending deliveries: due rows are leased (so several instances share the work and a crashed
+//! one's lease expires), signed, posted with a 15 s timeout, and rescheduled on failure along
+//! `WEBHOOK_RETRY_SCHEDULE`. Everything about a delivery lives in its row, so a restart in the
+//! middle of a schedule loses nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+use crate::fanout::webhooks::signing::signature_header;
+use crate::fanout::webhooks::store::{self, Endpoint};
+use crate::fanout::webhooks::targets;
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+/// A leased delivery becomes due again after this, should its instance die mid-send.
+const LEASE_SECS: i64 = 60;
+const BATCH: i64 = 50;
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+pub struct Sender {
+    pool: PgPool,
+    client: reqwest::Client,
+    schedule: Vec<Duration>,
+    allow_private: bool,
+    per_endpoint: usize,
+    pub wake: Arc<Notify>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    id: Uuid,
+    endpoint_id: Uuid,
+    event_id: Uuid,
+    payload: Value,
+    attempts: i32,
+}
+
+enum Outcome {
+    Delivered(u16),
+    Gone,
+    Failed { status: Option<u16>, error: String },
+}
+
+impl Sender {
+    pub fn new(
+        pool: PgPool,
+        schedule: Vec<Duration>,
+        allow_private: bool,
+        per_endpoint: usize,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(SEND_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            pool,
+            client,
+            schedule,
+            allow_private,
+            per_endpoint: per_endpoint.max(1),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    async fn lease(&self) -> Result<Vec<Due>, sqlx::Error> {
+        sqlx::query_as(
+            "UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $2)
+              WHERE id IN (SELECT id FROM webhook_deliveries
+                            WHERE status = 'pending' AND next_attempt_at <= now()
+                            ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+              RETURNING id, endpoint_id, event_id, payload, attempts",
+        )
+        .bind(BATCH)
+        .bind(LEASE_SECS as f64)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    async fn send(&self, endpoint: &Endpoint, due: &Due) -> Outcome {
+        if let Err(e) = targets::check(&endpoint.url, self.allow_private).await {
+            return Outcome::Failed {
+                status: None,
+                error: format!("target refused: {e}"),
+            };
+        }
+        let body = match serde_json::to_vec(&due.payload) {
+            Ok(body) => body,
+            Err(e) => {
+                return Outcome::Failed {
+                    status: None,
+                    error: e.to_string(),
+                }
+            }
+        };
+        let timestamp = Utc::now().timestamp();
+        let id = due.event_id.to_string();
+        let signature =
+            signature_header(&endpoint.signing_secrets(Utc::now()), &id, timestamp, &body);
+        let sent = self
+            .client
+            .post(&endpoint.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {
+                Outcome::Delivered(response.status().as_u16())
+            }
+            Ok(response) if response.status() == reqwest::StatusCode::GONE => Outcome::Gone,
+            Ok(response) => Outcome::Failed {
+                status: Some(response.status().as_u16()),
+                error: format!("answered {}", response.status()),
+            },
+            Err(e) => Outcome::Failed {
+                status: None,
+                error: if e.is_timeout() {
+                    "timed out".into()
+                } else {
+                    format!("not reachable: {e}")
+                },
+            },
+        }
+    }
+
+    async fn record(&self, due: &Due, outcome: Outcome) -> Result<(), sqlx::Error> {
+        let attempts = due.attempts + 1;
+        let label = match &outcome {
+            Outcome::Delivered(status) => {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'succeeded', attempts = $2, last_status_code = $3,
+                            last_error = NULL, delivered_at = now() WHERE id = $1",
+                )
+                .bind(due.id)
+                .bind(attempts)
+                .bind(i32::from(*status))
+                .execute(&self.pool)
+                .await?;
+                "succeeded"
+            }
+            Outcome::Gone => {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'failed', attempts = $2, last_status_code = 410,
+                            last_error = 'the endpoint answered 410 Gone and was disabled' WHERE id = $1",
+                )
+                .bind(due.id)
+                .bind(attempts)
+                .execute(&self.pool)
+                .await?;
+                store::disable(&self.pool, due.endpoint_id, "answered 410 Gone").await?;
+                "gone"
+            }
+            Outcome::Failed { status, error } => {
+                // Attempt n failed: wait schedule[n-1]; past the schedule the delivery is failed.
+                let retry_in = self.schedule.get(attempts as usize - 1);
+                sqlx::query(
+                    "UPDATE webhook_deliveries
+                        SET status = CASE WHEN $5::float8 IS NULL THEN 'failed' ELSE 'pending' END,
+                            attempts = $2, last_status_code = $3, last_error = $4,
+                            next_attempt_at = now() + make_interval(secs => coalesce($5, 0))
+                      WHERE id = $1",
+                )
+                .bind(due.id)
+                .bind(attempts)
+                .bind(status.map(i32::from))
+                .bind(error)
+                .bind(retry_in.map(Duration::as_secs_f64))
+                .execute(&self.pool)
+                .await?;
+                if retry_in.is_some() {
+                    "retrying"
+                } else {
+                    "failed"
+                }
+            }
+        };
+        metrics::counter!("webhook_deliveries_total", "outcome" => label).increment(1);
+        Ok(())
+    }
+
+    /// Sends one leased batch, at most `per_endpoint` at a time for each endpoint; returns how
+    /// many deliveries it handled.
+    pub async fn step(self: &Arc<Self>) -> Result<usize, sqlx::Error> {
+        let due = self.lease().await?;
+        let count = due.len();
+        let mut endpoints: HashMap<Uuid, Option<Endpoint>> = HashMap::new();
+        for delivery in &due {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                endpoints.entry(delivery.endpoint_id)
+            {
+                slot.insert(store::find(&self.pool, delivery.endpoint_id).await?);
+            }
+        }
+        let limits: HashMap<Uuid, Arc<Semaphore>> = endpoints
+            .keys()
+            .map(|id| (*id, Arc::new(Semaphore::new(self.per_endpoint))))
+            .collect();
+        let mut tasks = Vec::with_capacity(count);
+        for delivery in due {
+            let sender = Arc::clone(self);
+            let endpoint = endpoints.get(&delivery.endpoint_id).cloned().flatten();
+            let limit = limits.get(&delivery.endpoint_id).cloned();
+            tasks.push(tokio::spawn(async move {
+                let _permit = match &limit {
+                    Some(limit) => limit.acquire().await.ok(),
+                    None => None,
+                };
+                let outcome = match &endpoint {
+                    Some(endpoint) if endpoint.enabled => sender.send(endpoint, &delivery).await,
+                    _ => Outcome::Failed {
+                        status: None,
+                        error: "the endpoint is disabled".into(),
+                    },
+                };
+                sender.record(&delivery, outcome).await
+            }));
+        }
+        for task in tasks {
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "could not record a webhook delivery");
+            }
+        }
+        Ok(count)
+    }
+
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            match self.step().await {
+                Ok(0) => {
+                    let _ = tokio::time::timeout(IDLE_POLL, self.wake.notified()).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook sender cannot reach the database");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The body a subscriber receives for an event, from its CloudEvent on NATS.
+pub fn body_from_cloud_event(event: &Value) -> Value {
+    serde_json::json!({
+        "type": event["type"],
+        "timestamp": event["time"],
+        "data": event["data"],
+        "metadata": {
+            "event_id": event["id"],
+            "position": event["position"],
+            "aggregate_id": event["aggregateid"],
+            "aggregate_version": event["aggregateversion"].as_str().and_then(|v| v.parse::<i64>().ok()),
+            "correlation_id": event["correlationid"],
+        },
+    })
+}

@@ -1,0 +1,262 @@
+//! Webhook endpoints and deliveries in Postgres.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Endpoint {
+    /// `*`, `post.*` or an exact type.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.event_types
+            .iter()
+            .any(|pattern| matches(pattern, event_type))
+    }
+
+    /// The secrets that sign a delivery now: the current one, and the previous one while its
+    /// 24 hours of overlap last.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let (Some(previous), Some(until)) =
+            (&self.previous_secret, self.previous_secret_expires_at)
+        {
+            if now < until {
+                secrets.push(previous);
+            }
+        }
+        secrets
+    }
+}
+
+pub fn matches(pattern: &str, event_type: &str) -> bool {
+    match pattern.strip_suffix(".*") {
+        _ if pattern == "*" => true,
+        Some(aggregate) => event_type
+            .split_once('.')
+            .is_some_and(|(a, _)| a == aggregate),
+        None => pattern == event_type,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+const ENDPOINT_COLUMNS: &str =
+    "id, url, event_types, description, enabled, disabled_reason, secret, \
+     previous_secret, previous_secret_expires_at, created_at, updated_at";
+const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_id, event_type, status, attempts, last_status_code, \
+     last_error, CASE WHEN status = 'pending' THEN next_attempt_at END AS next_attempt_at, delivered_at, created_at";
+
+pub async fn create(
+    pool: &PgPool,
+    url: &str,
+    event_types: &[String],
+    description: Option<&str>,
+    secret: &str,
+    created_by: Uuid,
+) -> Result<Endpoint, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO webhook_endpoints (id, url, event_types, description, secret, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENDPOINT_COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(url)
+    .bind(event_types)
+    .bind(description)
+    .bind(secret)
+    .bind(created_by)
+    .fetch_one(pool)
+    .await
+}
+
+pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Endpoint>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn list(pool: &PgPool) -> Result<Vec<Endpoint>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at DESC, id DESC"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn enabled(pool: &PgPool) -> Result<Vec<Endpoint>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE enabled"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
+pub struct Changes<'a> {
+    pub url: Option<&'a str>,
+    pub event_types: Option<&'a [String]>,
+    pub description: Option<&'a str>,
+    pub enabled: Option<bool>,
+}
+
+pub async fn update(
+    pool: &PgPool,
+    id: Uuid,
+    changes: Changes<'_>,
+) -> Result<Option<Endpoint>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE webhook_endpoints
+            SET url = coalesce($2, url), event_types = coalesce($3, event_types),
+                description = coalesce($4, description), enabled = coalesce($5, enabled),
+                disabled_reason = CASE WHEN coalesce($5, enabled) THEN NULL ELSE disabled_reason END,
+                updated_at = now()
+          WHERE id = $1 RETURNING {ENDPOINT_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(changes.url)
+    .bind(changes.event_types)
+    .bind(changes.description)
+    .bind(changes.enabled)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The old secret keeps signing beside the new one for 24 hours.
+pub async fn rotate_secret(
+    pool: &PgPool,
+    id: Uuid,
+    new_secret: &str,
+) -> Result<Option<Endpoint>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE webhook_endpoints
+            SET previous_secret = secret, previous_secret_expires_at = now() + interval '24 hours',
+                secret = $2, updated_at = now()
+          WHERE id = $1 RETURNING {ENDPOINT_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(new_secret)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn disable(pool: &PgPool, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(reason)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Queues a delivery; a second enqueue of the same event for the same endpoint is a no-op
+/// unless `reset` (a replay), which makes it pending again.
+pub async fn enqueue(
+    pool: &PgPool,
+    endpoint: Uuid,
+    event_id: Uuid,
+    event_type: &str,
+    payload: &serde_json::Value,
+    reset: bool,
+) -> Result<(), sqlx::Error> {
+    let on_conflict = if reset {
+        "DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL,
+                       last_status_code = NULL, delivered_at = NULL"
+    } else {
+        "DO NOTHING"
+    };
+    sqlx::query(&format!(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (endpoint_id, event_id) {on_conflict}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(endpoint)
+    .bind(event_id)
+    .bind(event_type)
+    .bind(payload)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn deliveries(
+    pool: &PgPool,
+    endpoint: Uuid,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Delivery>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+          WHERE endpoint_id = $1 AND ($2::text IS NULL OR status = $2)
+          ORDER BY created_at DESC, id DESC LIMIT $3"
+    ))
+    .bind(endpoint)
+    .bind(status)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Makes one delivery due now; false when it does not belong to the endpoint.
+pub async fn retry(pool: &PgPool, endpoint: Uuid, delivery: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now()
+          WHERE id = $1 AND endpoint_id = $2",
+    )
+    .bind(delivery)
+    .bind(endpoint)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn patterns_match_everything_an_aggregate_or_one_type() {
+        assert!(matches("*", "user.registered"));
+        assert!(matches("post.*", "post.published"));
+        assert!(!matches("post.*", "user.registered"));
+        assert!(!matches("post.*", "postal.sent"));
+        assert!(matches("post.published", "post.published"));
+        assert!(!matches("post.published", "post.created"));
+    }
+}

@@ -1,0 +1,640 @@
+//! `/webhooks` (admins): endpoints, their secrets, test pings, deliveries, retries and replays.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+use validator::{Validate, ValidationErrors};
+
+use crate::fanout::webhooks::signing::new_secret;
+use crate::fanout::webhooks::store::{self, Changes, Endpoint};
+use crate::fanout::webhooks::targets::{self, TargetError};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::extract::{AdminUser, PathId, ValidatedJson};
+use crate::http::listing::{bad_parameter, QueryParams};
+use crate::http::openapi::schemas::{
+    BadRequest, Data, Forbidden, IdPath, Items, NotFound, PayloadTooLarge, Unauthorized,
+    UnsupportedMediaType, ValidationFailed,
+};
+use crate::http::respond::Answer;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_endpoint, list_endpoints))
+        .routes(routes!(get_endpoint, update_endpoint, delete_endpoint))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(send_test))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(retry_delivery))
+        .routes(routes!(replay))
+}
+
+/// A webhook endpoint (the secret only in the answers that create or rotate it).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookView {
+    id: Uuid,
+    url: String,
+    event_types: Vec<String>,
+    description: Option<String>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A webhook endpoint with its signing secret (`whsec_` + base64 of 32 bytes), shown once.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookWithSecret {
+    id: Uuid,
+    url: String,
+    event_types: Vec<String>,
+    description: Option<String>,
+    enabled: bool,
+    secret: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// One delivery of one event to one endpoint.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DeliveryView {
+    id: Uuid,
+    endpoint_id: Uuid,
+    event_id: Uuid,
+    event_type: String,
+    /// `pending`, `succeeded` or `failed`.
+    status: String,
+    attempts: i32,
+    last_status_code: Option<i32>,
+    last_error: Option<String>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct DeliveryPath {
+    /// The endpoint's id.
+    id: Uuid,
+    /// The delivery's id.
+    delivery_id: Uuid,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct DeliveryParams {
+    /// `pending`, `succeeded` or `failed`.
+    status: Option<String>,
+    /// 1 to 100, default 50.
+    limit: Option<i64>,
+}
+
+const AGGREGATES: [&str; 3] = ["user", "post", "session"];
+
+/// `*`, `<aggregate>.*`, or a public event type.
+fn valid_pattern(pattern: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.split_once('.') {
+        Some((aggregate, rest)) => {
+            AGGREGATES.contains(&aggregate)
+                && !rest.is_empty()
+                && (rest == "*" || rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        }
+        None => false,
+    }
+}
+
+fn check_event_types(errors: &mut Vec<FieldError>, types: &[String]) {
+    if types.is_empty() || types.len() > 50 {
+        errors.push(FieldError::new(
+            "event_types",
+            "COUNT",
+            "must list 1 to 50 event types",
+        ));
+    }
+    for (i, t) in types.iter().enumerate() {
+        if !valid_pattern(t) {
+            errors.push(FieldError::new(
+                format!("event_types[{i}]"),
+                "PATTERN",
+                "must be *, <aggregate>.* or an event type such as post.published",
+            ));
+        }
+    }
+}
+
+fn to_validation(errors: Vec<FieldError>) -> Result<(), ValidationErrors> {
+    let mut out = ValidationErrors::new();
+    for e in errors {
+        let mut v = validator::ValidationError::new("INVALID");
+        v.code = e.code.into();
+        v.message = Some(e.message.into());
+        if let validator::ValidationErrorsKind::Field(list) = out
+            .errors_mut()
+            .entry(e.field.into())
+            .or_insert_with(|| validator::ValidationErrorsKind::Field(Vec::new()))
+        {
+            list.push(v);
+        }
+    }
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(out)
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpointRequest {
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub description: Option<String>,
+}
+
+impl Validate for CreateEndpointRequest {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = Vec::new();
+        if targets::parse(&self.url).is_err() || self.url.len() > 2048 {
+            errors.push(FieldError::new(
+                "url",
+                "URL",
+                "must be an http or https URL",
+            ));
+        }
+        check_event_types(&mut errors, &self.event_types);
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 500)
+        {
+            errors.push(FieldError::new(
+                "description",
+                "LENGTH",
+                "must be at most 500 characters",
+            ));
+        }
+        to_validation(errors)
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpointRequest {
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+impl Validate for UpdateEndpointRequest {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = Vec::new();
+        if self
+            .url
+            .as_deref()
+            .is_some_and(|u| targets::parse(u).is_err() || u.len() > 2048)
+        {
+            errors.push(FieldError::new(
+                "url",
+                "URL",
+                "must be an http or https URL",
+            ));
+        }
+        if let Some(types) = &self.event_types {
+            check_event_types(&mut errors, types);
+        }
+        to_validation(errors)
+    }
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    pub since: DateTime<Utc>,
+}
+
+fn view(endpoint: &Endpoint) -> Value {
+    json!({
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "event_types": endpoint.event_types,
+        "description": endpoint.description,
+        "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason,
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+    })
+}
+
+fn with_secret(endpoint: &Endpoint) -> Value {
+    let mut v = view(endpoint);
+    v["secret"] = json!(endpoint.secret);
+    v
+}
+
+/// A private target is a validation error on `url`, so the client knows which field to fix.
+async fn allowed_target(state: &AppState, url: &str) -> Result<(), ApiError> {
+    match targets::check(url, state.config.webhook_allow_private_targets).await {
+        Ok(_) => Ok(()),
+        Err(e @ (TargetError::Private | TargetError::Unresolvable | TargetError::NotHttp)) => {
+            Err(ApiError::field("url", "TARGET", &format!("the URL {e}")))
+        }
+    }
+}
+
+async fn found(state: &AppState, id: Uuid) -> Result<Endpoint, ApiError> {
+    store::find(&state.pool, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Create a webhook endpoint; its secret is shown only here.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks",
+    tag = "webhooks",
+    request_body = CreateEndpointRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = Data<WebhookWithSecret>, headers(("Location"))),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+async fn create_endpoint(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    ValidatedJson(body): ValidatedJson<CreateEndpointRequest>,
+) -> Result<Answer<Value>, ApiError> {
+    allowed_target(&state, &body.url).await?;
+    let endpoint = store::create(
+        &state.pool,
+        &body.url,
+        &body.event_types,
+        body.description.as_deref(),
+        &new_secret(),
+        *admin.user_id.as_uuid(),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Answer::ok(with_secret(&endpoint)).created(format!("/api/v1/webhooks/{}", endpoint.id)))
+}
+
+/// List webhook endpoints.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks",
+    tag = "webhooks",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The endpoints", body = Items<WebhookView>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+async fn list_endpoints(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+) -> Result<Response, ApiError> {
+    let endpoints = store::list(&state.pool).await.map_err(ApiError::internal)?;
+    let data: Vec<Value> = endpoints.iter().map(view).collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+/// Get a webhook endpoint.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(IdPath),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The endpoint", body = Data<WebhookView>),
+        (status = 404, response = NotFound),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+async fn get_endpoint(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    PathId(id): PathId<Uuid>,
+) -> Result<Answer<Value>, ApiError> {
+    Ok(Answer::ok(view(&found(&state, id).await?)))
+}
+
+/// Change a webhook endpoint's URL, event types, description or enabled flag.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(IdPath),
+    request_body = UpdateEndpointRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The endpoint", body = Data<WebhookView>),
+        (status = 404, response = NotFound),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+async fn update_endpoint(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    PathId(id): PathId<Uuid>,
+    ValidatedJson(body): ValidatedJson<UpdateEndpointRequest>,
+) -> Result<Answer<Value>, ApiError> {
+    if let Some(url) = &body.url {
+        allowed_target(&state, url).await?;
+    }
+    let changes = Changes {
+        url: body.url.as_deref(),
+        event_types: body.event_types.as_deref(),
+        description: body.description.as_deref(),
+        enabled: body.enabled,
+    };
+    let endpoint = store::update(&state.pool, id, changes)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Answer::ok(view(&endpoint)))
+}
+
+/// Delete a webhook endpoint and its deliveries.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(IdPath),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, response = NotFound),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+async fn delete_endpoint(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    PathId(id): PathId<Uuid>,
+) -> Result<Response, ApiError> {
+    if store::delete(&state.pool, id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// Rotate the signing secret; the old one keeps signing beside it for 24 h.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{id}/rotate-secret",
+    tag = "webhooks",
+    params(IdPath),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The endpoint with its new secret", body = Data<WebhookWithSecret>),
+        (status = 404, response = NotFound),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    PathId(id): PathId<Uuid>,
+) -> Result<Answer<Value>, ApiError> {
+    let endpoint = store::rotate_secret(&state.pool, id, &new_secret())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Answer::ok(with_secret(&endpoint)))
+}
+
+fn accepted() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "data": { "status": "accepted" } })),
+    )
+        .into_response()
+}
+
+/// Send a `webhook.test` message to the endpoint.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{id}/test",
+    tag = "webhooks",
+    params(IdPath),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Queued"),
+        (status = 404, response = NotFound),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+async fn send_test(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    PathId(id): PathId<Uuid>,
+) -> Result<Response, ApiError> {
+    let endpoint = found(&state, id).await?;
+    let event_id = Uuid::now_v7();
+    let body = json!({
+        "type": "webhook.test",
+        "timestamp": Utc::now(),
+        "data": { "endpoint_id": endpoint.id },
+        "metadata": { "event_id": event_id, "position": null, "aggregate_id": null,
+                      "aggregate_version": null, "correlation_id": null },
+    });
+    store::enqueue(
+        &state.pool,
+        endpoint.id,
+        event_id,
+        "webhook.test",
+        &body,
+        false,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    state.webhook_wake.notify_one();
+    Ok(accepted())
+}
+
+/// List the endpoint's recent deliveries, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    params(IdPath, DeliveryParams),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The deliveries", body = Items<DeliveryView>),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    PathId(id): PathId<Uuid>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    found(&state, id).await?;
+    let mut status = None;
+    let mut limit = 50;
+    for (name, value) in &params.0 {
+        match name.as_str() {
+            "status" if ["pending", "succeeded", "failed"].contains(&value.as_str()) => {
+                status = Some(value.clone())
+            }
+            "status" => {
+                return Err(bad_parameter(
+                    "status",
+                    "ENUM",
+                    "must be pending, succeeded or failed",
+                ))
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| {
+                        bad_parameter("limit", "RANGE", "must be an integer from 1 to 100")
+                    })?;
+            }
+            other => {
+                return Err(bad_parameter(
+                    other,
+                    "UNKNOWN_PARAMETER",
+                    "is not a parameter of this list",
+                ))
+            }
+        }
+    }
+    let deliveries = store::deliveries(&state.pool, id, status.as_deref(), limit)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "data": deliveries })).into_response())
+}
+
+/// Retry one delivery now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+    tag = "webhooks",
+    params(DeliveryPath),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Queued"),
+        (status = 404, response = NotFound),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+async fn retry_delivery(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (Ok(id), Ok(delivery)) = (Uuid::parse_str(&id), Uuid::parse_str(&delivery)) else {
+        return Err(ApiError::NotFound);
+    };
+    if !store::retry(&state.pool, id, delivery)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::NotFound);
+    }
+    state.webhook_wake.notify_one();
+    Ok(accepted())
+}
+
+/// Re-deliver every matching event recorded since a time, also from before the endpoint existed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{id}/replay",
+    tag = "webhooks",
+    params(IdPath),
+    request_body = ReplayRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Queued"),
+        (status = 404, response = NotFound),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+async fn replay(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    PathId(id): PathId<Uuid>,
+    ValidatedJson(body): ValidatedJson<ReplayRequest>,
+) -> Result<Response, ApiError> {
+    let endpoint = found(&state, id).await?;
+    let rows = sqlx::query(
+        "SELECT event_id, transaction_id::text::bigint AS transaction_id, position, aggregate_type, aggregate_id,
+                sequence, event_type, event_version, payload, metadata, recorded_at
+           FROM events WHERE recorded_at >= $1 ORDER BY transaction_id, position",
+    )
+    .bind(body.since)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(ApiError::internal)?;
+    for row in &rows {
+        let event = projections::log::StoredEvent::from_row(row).map_err(ApiError::internal)?;
+        if endpoint.wants(&event.event_type) {
+            let cloud = crate::fanout::cloudevents::cloud_event(&event);
+            let payload = crate::fanout::webhooks::delivery::body_from_cloud_event(&cloud);
+            store::enqueue(
+                &state.pool,
+                endpoint.id,
+                event.event_id,
+                &event.event_type,
+                &payload,
+                true,
+            )
+            .await
+            .map_err(ApiError::internal)?;
+        }
+    }
+    state.webhook_wake.notify_one();
+    Ok(accepted())
+}

@@ -1,0 +1,365 @@
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::helpers::{problem, TestApp};
+
+#[derive(Clone, Debug)]
+struct Received {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: Vec<u8>,
+}
+
+/// An HTTP receiver of the test's own: records every request and answers with the next
+/// scripted status (200 once the script runs out).
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start(script: Vec<u16>) -> Self {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script));
+        let (r, s) = (received.clone(), script.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let (r, s) = (r.clone(), s.clone());
+                async move {
+                    let header = |n: &str| {
+                        headers
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    r.lock().unwrap().push(Received {
+                        id: header("webhook-id"),
+                        timestamp: header("webhook-timestamp"),
+                        signature: header("webhook-signature"),
+                        body: body.to_vec(),
+                    });
+                    let mut script = s.lock().unwrap();
+                    let status = if script.is_empty() {
+                        200
+                    } else {
+                        script.remove(0)
+                    };
+                    AxumStatus::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, received }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, count: usize, deadline: Duration) -> Vec<Received> {
+        let started = Instant::now();
+        while self.received().len() < count && started.elapsed() < deadline {
+            tokio::task::yield_now().await;
+        }
+        self.received()
+    }
+}
+
+/// Standard Webhooks verification, written here from the specification (not the server's code).
+fn verifies(secret: &str, message: &Received) -> bool {
+    let key = STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.", message.id, message.timestamp).as_bytes());
+    mac.update(&message.body);
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    message.signature.split(' ').any(|s| s == expected)
+}
+
+async fn endpoint(app: &TestApp, admin: &str, url: &str, types: Value) -> Value {
+    let response = app
+        .post(
+            "/api/v1/webhooks",
+            Some(admin),
+            json!({"url": url, "event_types": types}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["data"].clone()
+}
+
+#[tokio::test]
+async fn matching_events_arrive_signed_with_the_standard_webhooks_headers() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint(&app, &admin, &receiver.url, json!(["post.*"])).await;
+    let secret = hook["secret"].as_str().unwrap();
+
+    let post = app
+        .create_post(
+            &admin,
+            json!({"title": "hooked", "body": "b", "status": "published"}),
+        )
+        .await;
+    let messages = receiver.wait_for(2, Duration::from_secs(20)).await;
+
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(STANDARD.decode(&secret[6..]).unwrap().len(), 32);
+    assert_eq!(
+        messages.len(),
+        2,
+        "post.created and post.published, not the user's events"
+    );
+    for message in &messages {
+        assert!(verifies(secret, message), "signature verifies");
+        let body: Value = serde_json::from_slice(&message.body).unwrap();
+        assert_eq!(
+            body["metadata"]["event_id"],
+            message.id.as_str(),
+            "webhook-id is the event id"
+        );
+        assert_eq!(body["metadata"]["aggregate_id"], post["id"]);
+        assert!(body["metadata"]["position"]
+            .as_str()
+            .unwrap()
+            .parse::<projections::Position>()
+            .is_ok());
+    }
+    let types: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            serde_json::from_slice::<Value>(&m.body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(types, ["post.created", "post.published"]);
+    let listed = app
+        .get("/api/v1/webhooks", Some(&admin))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !listed.contains(secret),
+        "the secret is shown only at creation"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_twice_gets_the_event_three_times_and_the_log_shows_it() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let receiver = Receiver::start(vec![500, 503]).await;
+    let hook = endpoint(&app, &admin, &receiver.url, json!(["post.created"])).await;
+    let id = hook["id"].as_str().unwrap();
+
+    app.create_post(&admin, json!({"title": "retry me", "body": "b"}))
+        .await;
+    let messages = receiver.wait_for(3, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut deliveries = Value::Null;
+    while Instant::now() < deadline {
+        deliveries = app
+            .get(
+                &format!("/api/v1/webhooks/{id}/deliveries?status=succeeded"),
+                Some(&admin),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        if deliveries["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    assert_eq!(messages.len(), 3);
+    assert!(
+        messages.iter().all(|m| m.id == messages[0].id),
+        "the same webhook-id every time"
+    );
+    let delivery = &deliveries["data"][0];
+    assert_eq!(delivery["attempts"], 3);
+    assert_eq!(delivery["status"], "succeeded");
+    assert_eq!(delivery["last_status_code"], 200);
+    assert!(delivery["delivered_at"].is_string());
+}
+
+#[tokio::test]
+async fn after_a_rotation_both_secrets_sign_during_the_overlap() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint(&app, &admin, &receiver.url, json!(["*"])).await;
+    let old = hook["secret"].as_str().unwrap().to_owned();
+    let id = hook["id"].as_str().unwrap();
+
+    let rotated: Value = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/rotate-secret"),
+            Some(&admin),
+            json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new = rotated["data"]["secret"].as_str().unwrap().to_owned();
+    let ping = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/test"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    let messages = receiver.wait_for(1, Duration::from_secs(20)).await;
+
+    assert_ne!(old, new);
+    assert_eq!(ping.status(), StatusCode::ACCEPTED);
+    let message = messages.last().unwrap();
+    assert_eq!(message.signature.split(' ').count(), 2);
+    assert!(verifies(&old, message) && verifies(&new, message));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&message.body).unwrap()["type"],
+        "webhook.test"
+    );
+}
+
+#[tokio::test]
+async fn private_targets_are_refused_by_default() {
+    let app = TestApp::spawn_with(&[("WEBHOOK_ALLOW_PRIVATE_TARGETS", "false")]).await;
+    let (_, admin) = app.admin().await;
+
+    let loopback = app
+        .post(
+            "/api/v1/webhooks",
+            Some(&admin),
+            json!({"url": "http://127.0.0.1:9/x", "event_types": ["*"]}),
+        )
+        .await;
+    let metadata = app
+        .post(
+            "/api/v1/webhooks",
+            Some(&admin),
+            json!({"url": "http://169.254.169.254/latest", "event_types": ["*"]}),
+        )
+        .await;
+    let bad_type = app
+        .post(
+            "/api/v1/webhooks",
+            Some(&admin),
+            json!({"url": "https://example.com/x", "event_types": ["nope"]}),
+        )
+        .await;
+
+    let body = problem(
+        loopback,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "url");
+    problem(
+        metadata,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    let body = problem(
+        bad_type,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "event_types[0]");
+}
+
+#[tokio::test]
+async fn a_delivery_scheduled_before_a_restart_is_still_delivered() {
+    let mut app = TestApp::spawn_with(&[("WEBHOOK_RETRY_SCHEDULE", "1s,1s,1s,1s,1s")]).await;
+    let (_, admin) = app.admin().await;
+    let receiver = Receiver::start(vec![500]).await;
+    endpoint(&app, &admin, &receiver.url, json!(["post.created"])).await;
+    app.create_post(&admin, json!({"title": "survives", "body": "b"}))
+        .await;
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+
+    let database = app.take_database();
+    let successor = app.another_instance().await;
+    drop(app);
+    let messages = receiver.wait_for(2, Duration::from_secs(20)).await;
+
+    assert_eq!(
+        messages.len(),
+        2,
+        "the retry went out from the restarted server"
+    );
+    assert_eq!(messages[0].id, messages[1].id);
+    drop(successor);
+    drop(database);
+}
+
+#[tokio::test]
+async fn an_endpoint_that_answers_410_is_disabled() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let receiver = Receiver::start(vec![410]).await;
+    let hook = endpoint(&app, &admin, &receiver.url, json!(["post.*"])).await;
+    let id = hook["id"].as_str().unwrap();
+
+    app.post(
+        &format!("/api/v1/webhooks/{id}/test"),
+        Some(&admin),
+        json!({}),
+    )
+    .await;
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut current = Value::Null;
+    while Instant::now() < deadline {
+        current = app
+            .get(&format!("/api/v1/webhooks/{id}"), Some(&admin))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if current["data"]["enabled"] == false {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    assert_eq!(current["data"]["enabled"], false);
+    let removed = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/webhooks/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+}
