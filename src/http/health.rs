@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
-use crate::http::openapi::schemas::{Liveness, Problem, Readiness};
+use crate::http::openapi::schemas::{Liveness, Readiness};
 use crate::startup::MIGRATOR;
 use crate::state::AppState;
 
@@ -39,9 +39,8 @@ pub async fn healthz() -> impl IntoResponse {
     responses(
         (status = 200, description = "Ready: Postgres answers and the migrations are applied",
             body = Readiness),
-        // The request-context middleware turns every 5xx without a problem body into a problem.
-        (status = 503, description = "Not ready: a SERVICE_UNAVAILABLE problem document",
-            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not ready: the same report, naming the failing checks",
+            body = Readiness),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

@@ -47,11 +47,16 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let problem = response.extensions_mut().remove::<Problem>().or_else(|| {
         {
             let status = response.status();
-            let is_problem = response
+            // A handler's own JSON error body (the readiness report on 503) is kept; bodies
+            // from outside our handlers (empty, or plain text from a rejection) become problems.
+            let has_json_body = response
                 .headers()
                 .get(header::CONTENT_TYPE)
-                .is_some_and(|ct| ct.as_bytes().starts_with(b"application/problem+json"));
-            (status.is_client_error() || status.is_server_error()) && !is_problem
+                .is_some_and(|ct| {
+                    ct.as_bytes().starts_with(b"application/problem+json")
+                        || ct.as_bytes().starts_with(b"application/json")
+                });
+            (status.is_client_error() || status.is_server_error()) && !has_json_body
         }
         .then(|| Problem::for_status(response.status()))
     });

@@ -144,3 +144,43 @@ async fn readyz_is_503_while_postgres_is_unreachable_and_recovers_by_itself() {
     assert_eq!(after, StatusCode::OK);
     assert_eq!(command_after.status(), StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn readyz_answers_503_with_its_own_report_while_postgres_is_down() {
+    let db = TestDatabase::create().await;
+    let upstream = {
+        let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+        format!("{}:{}", options.get_host(), options.get_port())
+    };
+    let proxy = ChaosProxy::start(upstream).await;
+    let proxied_url = {
+        use sqlx::ConnectOptions;
+        let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+        options
+            .host("127.0.0.1")
+            .port(proxy.port)
+            .to_url_lossy()
+            .to_string()
+    };
+    let app = TestApp::spawn_on(db, &[("DATABASE_URL", proxied_url.as_str())]).await;
+
+    proxy.cut();
+    let status = wait_for_status(
+        &app,
+        "/readyz",
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(10),
+    )
+    .await;
+    let response = app.get("/readyz", None).await;
+    proxy.restore();
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "application/json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["checks"]["postgres"], "down");
+}
