@@ -149,6 +149,10 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
             state.config.webhook_allow_private_targets,
             WEBHOOK_IN_FLIGHT_PER_ENDPOINT,
         ));
+        tasks.push(tokio::spawn(crate::fanout::analytics::run(
+            state.pool.clone(),
+            crate::fanout::relay::RelaySettings::from_config(&state.config),
+        )));
         tasks.push(tokio::spawn(crate::fanout::webhooks::consumer::run(
             state.pool.clone(),
             crate::fanout::relay::RelaySettings::from_config(&state.config),

@@ -25,5 +25,6 @@ pub fn cloud_event(event: &StoredEvent) -> Value {
         "aggregateid": event.aggregate_id,
         "aggregateversion": event.sequence.to_string(),
         "correlationid": event.metadata.get("correlation_id").and_then(Value::as_str).unwrap_or_default(),
+        "actorid": event.metadata.get("actor_id").and_then(Value::as_str).unwrap_or_default(),
     })
 }

@@ -1,6 +1,7 @@
 //! Fan-out of the log beyond Postgres: the NATS JetStream relay, its message format, and
 //! webhooks.
 
+pub mod analytics;
 pub mod cloudevents;
 pub mod relay;
 pub mod webhooks;

@@ -1,5 +1,6 @@
 //! The HTTP edge: the router, its layers, and one module per URL collection.
 
+pub mod analytics;
 pub mod api_keys;
 pub mod auth;
 pub mod consistency;
@@ -64,6 +65,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(events::router())
         .merge(webhooks::router())
+        .merge(analytics::router())
 }
 
 async fn not_found() -> ApiError {
