@@ -19,9 +19,6 @@ use crate::state::AppState;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// At most this many deliveries in flight to one webhook endpoint per instance.
-const WEBHOOK_IN_FLIGHT_PER_ENDPOINT: usize = 4;
-
 /// How long a request waits for a pooled connection before answering 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -147,7 +144,7 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
             state.pool.clone(),
             state.config.webhook_retry_schedule.clone(),
             state.config.webhook_allow_private_targets,
-            WEBHOOK_IN_FLIGHT_PER_ENDPOINT,
+            state.config.webhook_max_in_flight,
         ));
         tasks.push(tokio::spawn(crate::fanout::analytics::run(
             state.pool.clone(),

@@ -57,12 +57,15 @@ async fn every_event_of_a_burst_reaches_the_stream_once_in_commit_order_as_a_clo
     let app = TestApp::spawn().await;
     let (_, token, _) = app.register("relay@example.com").await;
 
-    burst(&app, &token, 500).await;
+    burst(&app, &token, 1000).await;
     let nats_url = app.state.config.nats_url.clone();
     let messages = stream_caught_up(&app, &nats_url, Duration::from_secs(30)).await;
 
     let log = log_ids(&app).await;
-    assert!(log.len() >= 1000, "500 published posts are 1,000 events");
+    assert!(
+        log.len() >= 1500,
+        "1,000 commands, half of them publishing at once, are 1,500 events"
+    );
     assert_exactly_once_in_order(&messages, &log);
     let published = messages
         .iter()

@@ -363,3 +363,76 @@ async fn an_endpoint_that_answers_410_is_disabled() {
         .await;
     assert_eq!(removed.status(), StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn a_failed_delivery_can_be_retried_and_a_replay_covers_events_from_before_the_endpoint() {
+    let app = TestApp::spawn_with(&[("WEBHOOK_RETRY_SCHEDULE", "50ms")]).await;
+    let (_, admin) = app.admin().await;
+    let since = chrono::Utc::now() - chrono::Duration::seconds(5);
+    app.create_post(&admin, json!({"title": "before the endpoint", "body": "b"}))
+        .await;
+    let receiver = Receiver::start(vec![500, 500]).await;
+    let hook = endpoint(&app, &admin, &receiver.url, json!(["post.created"])).await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    app.create_post(&admin, json!({"title": "after", "body": "b"}))
+        .await;
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut failed = Value::Null;
+    while Instant::now() < deadline {
+        failed = app
+            .get(
+                &format!("/api/v1/webhooks/{id}/deliveries?status=failed"),
+                Some(&admin),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        if failed["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let delivery = failed["data"][0]["id"].as_str().unwrap().to_owned();
+
+    let retried = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/deliveries/{delivery}/retry"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    let after_retry = receiver.wait_for(3, Duration::from_secs(20)).await;
+    let replayed = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/replay"),
+            Some(&admin),
+            json!({"since": since.to_rfc3339()}),
+        )
+        .await;
+    let after_replay = receiver.wait_for(5, Duration::from_secs(20)).await;
+
+    assert_eq!(
+        failed["data"][0]["attempts"], 2,
+        "two attempts on a one-retry schedule"
+    );
+    assert_eq!(failed["data"][0]["last_status_code"], 500);
+    assert_eq!(retried.status(), StatusCode::ACCEPTED);
+    assert_eq!(after_retry.len(), 3);
+    assert_eq!(replayed.status(), StatusCode::ACCEPTED);
+    let titles: Vec<String> = after_replay[3..]
+        .iter()
+        .map(|m| {
+            serde_json::from_slice::<Value>(&m.body).unwrap()["data"]["title"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        titles.contains(&"before the endpoint".to_owned()),
+        "replay reaches back before the endpoint: {titles:?}"
+    );
+    assert!(titles.contains(&"after".to_owned()));
+}
