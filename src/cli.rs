@@ -30,10 +30,30 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Inspect and reset the read models' projectors.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
     /// Work with the event log.
     Events {
         #[command(subcommand)]
         command: EventsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// The projectors this build knows.
+    List,
+    /// Position, head, lag, state and last error of every projector.
+    Status,
+    /// Empty a projector's read model and replay it from the start of the log, in place (the
+    /// read model is empty until it has caught up). Refuses without --yes.
+    Reset {
+        name: String,
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -94,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events {
             command: EventsCommand::Republish { from },
         } => republish(config, from).await,
+        Command::Projections { command } => projections_command(config, command).await,
     }
 }
 
@@ -176,4 +197,49 @@ async fn republish(config: Config, from: projections::Position) -> anyhow::Resul
         settings.stream
     );
     Ok(())
+}
+
+async fn projections_command(config: Config, command: ProjectionsCommand) -> anyhow::Result<()> {
+    match command {
+        ProjectionsCommand::List => {
+            for projector in projections::all_projectors() {
+                println!("{}\t{}", projector.name(), projector.tables().join(","));
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Status => {
+            let pool = startup::connect_database(&config).await?;
+            println!(
+                "{:<12} {:<10} {:>8} {:<22} {:<22} LAST ERROR",
+                "NAME", "STATE", "LAG", "POSITION", "HEAD"
+            );
+            for s in projections::runner::statuses(&pool).await? {
+                println!(
+                    "{:<12} {:<10} {:>8} {:<22} {:<22} {}",
+                    s.name,
+                    s.status,
+                    s.lag,
+                    s.position,
+                    s.head_position,
+                    s.last_error.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Reset { name, yes } => {
+            if !yes {
+                bail!("reset empties the {name} read model until it is rebuilt; run again with --yes to do it");
+            }
+            let pool = startup::connect_database(&config).await?;
+            if !projections::runner::reset(&pool, &name).await? {
+                let known: Vec<&str> = projections::all_projectors()
+                    .iter()
+                    .map(|p| p.name())
+                    .collect();
+                bail!("no projector named {name:?} (known: {})", known.join(", "));
+            }
+            println!("{name} reset; the leading instance replays it from the start of the log");
+            Ok(())
+        }
+    }
 }

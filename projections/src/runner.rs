@@ -373,3 +373,84 @@ pub fn advisory_key(name: &str) -> i64 {
     }
     hash as i64
 }
+
+/// One projector's state, as operators see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProjectorStatus {
+    pub name: String,
+    pub position: String,
+    pub head_position: String,
+    /// Events the projector still has to apply.
+    pub lag: i64,
+    pub status: String,
+    pub last_error: Option<String>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The state of every projector this build knows (a projector that has not run yet shows at
+/// position zero).
+pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error> {
+    let head = log::head(pool).await?;
+    let mut out = Vec::new();
+    for projector in crate::all_projectors() {
+        let row: Option<(i64, i64, String, Option<String>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT transaction_id, position, status, last_error, updated_at FROM projection_checkpoints WHERE name = $1",
+        )
+        .bind(projector.name())
+        .fetch_optional(pool)
+        .await?;
+        let (tx, pos, status, last_error, updated_at) =
+            row.unwrap_or((0, 0, "stopped".to_owned(), None, chrono::Utc::now()));
+        let position = Position::new(tx, pos);
+        out.push(ProjectorStatus {
+            name: projector.name().to_owned(),
+            position: position.to_string(),
+            head_position: head.to_string(),
+            lag: log::count_after(pool, position).await?,
+            status,
+            last_error,
+            updated_at,
+        });
+    }
+    Ok(out)
+}
+
+/// The blunt way back to a clean read model: empties the projector's tables and moves its
+/// checkpoint to zero in one transaction; the leading instance then replays the whole log.
+/// The read model is empty until it has caught up.
+pub async fn reset(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+    let Some(projector) = crate::all_projectors()
+        .into_iter()
+        .find(|p| p.name() == name)
+    else {
+        return Ok(false);
+    };
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .execute(pool)
+    .await?;
+    let mut tx = pool.begin().await?;
+    // The runner locks the checkpoint row before it touches the tables; locking in the same
+    // order means a reset waits for a running batch instead of deadlocking with it.
+    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    for table in projector.tables() {
+        sqlx::query(&format!("TRUNCATE {table}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE projection_checkpoints
+            SET transaction_id = 0, position = 0, status = 'running', last_error = NULL, updated_at = now()
+          WHERE name = $1",
+    )
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}

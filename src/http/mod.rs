@@ -1,5 +1,6 @@
 //! The HTTP edge: the router, its layers, and one module per URL collection.
 
+pub mod admin;
 pub mod analytics;
 pub mod api_keys;
 pub mod auth;
@@ -66,6 +67,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(webhooks::router())
         .merge(analytics::router())
+        .merge(admin::router())
 }
 
 async fn not_found() -> ApiError {

@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod log_and_projectors;
 mod openapi;
+mod operators;
 mod posts;
 mod queries;
 mod relay;

@@ -1,0 +1,132 @@
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{problem, TestApp};
+
+fn chronicle(app: &TestApp, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .args(args)
+        .env("DATABASE_URL", &app.state.config.database_url)
+        .env("CHRONICLE_ENV", "test")
+        .env(
+            "JWT_SECRET",
+            "test-secret-that-is-long-enough-for-hs256-0123",
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+async fn published_titles(app: &TestApp) -> Vec<String> {
+    let list: Value = app
+        .get("/api/v1/posts?limit=100&sort=title", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn admins_see_every_projector_with_its_position_lag_and_state() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let (_, user, _) = app.register("op@example.com").await;
+    app.create_post(&user, json!({"title": "t", "body": "b"}))
+        .await;
+
+    let response = app.get("/api/v1/admin/projections", Some(&admin)).await;
+    let as_user = app.get("/api/v1/admin/projections", Some(&user)).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let names: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["users", "posts", "sessions"]);
+    let posts = &body["data"][1];
+    assert_eq!(posts["status"], "running");
+    assert_eq!(
+        posts["lag"], 0,
+        "the command waited for it, so it is caught up"
+    );
+    assert_eq!(posts["position"], posts["head_position"]);
+    assert!(posts["position"]
+        .as_str()
+        .unwrap()
+        .parse::<projections::Position>()
+        .is_ok());
+    problem(as_user, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+}
+
+#[tokio::test]
+async fn the_cli_shows_status_and_a_reset_needs_yes_then_replays_the_read_model() {
+    let app = TestApp::spawn().await;
+    let (_, token, _) = app.register("reset@example.com").await;
+    for i in 0..5 {
+        app.create_post(
+            &token,
+            json!({"title": format!("post {i}"), "body": "b", "status": "published"}),
+        )
+        .await;
+    }
+    let before = published_titles(&app).await;
+    let row_versions = |app: &TestApp| {
+        let pool = app.state.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT xmin::text FROM posts_view ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let versions_before = row_versions(&app).await;
+
+    let status = chronicle(&app, &["projections", "status"]);
+    let refused = chronicle(&app, &["projections", "reset", "posts"]);
+    let unknown = chronicle(&app, &["projections", "reset", "nope", "--yes"]);
+    let reset = chronicle(&app, &["projections", "reset", "posts", "--yes"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut after = Vec::new();
+    while Instant::now() < deadline {
+        after = published_titles(&app).await;
+        if after == before {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    let status_out = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success());
+    for name in ["users", "posts", "sessions"] {
+        assert!(status_out.contains(name), "{status_out}");
+    }
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no projector named"));
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    assert_eq!(before.len(), 5);
+    assert_eq!(after, before, "the read model was replayed from the log");
+    let versions_after = row_versions(&app).await;
+    assert_eq!(versions_after.len(), versions_before.len());
+    assert!(
+        versions_after.iter().all(|v| !versions_before.contains(v)),
+        "every row was written anew by the replay"
+    );
+}
