@@ -387,20 +387,40 @@ pub struct ProjectorStatus {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+#[derive(sqlx::FromRow)]
+struct CheckpointRow {
+    transaction_id: i64,
+    position: i64,
+    status: String,
+    last_error: Option<String>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// The state of every projector this build knows (a projector that has not run yet shows at
 /// position zero).
 pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error> {
     let head = log::head(pool).await?;
     let mut out = Vec::new();
     for projector in crate::all_projectors() {
-        let row: Option<(i64, i64, String, Option<String>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        let row: Option<CheckpointRow> = sqlx::query_as(
             "SELECT transaction_id, position, status, last_error, updated_at FROM projection_checkpoints WHERE name = $1",
         )
         .bind(projector.name())
         .fetch_optional(pool)
         .await?;
-        let (tx, pos, status, last_error, updated_at) =
-            row.unwrap_or((0, 0, "stopped".to_owned(), None, chrono::Utc::now()));
+        let CheckpointRow {
+            transaction_id: tx,
+            position: pos,
+            status,
+            last_error,
+            updated_at,
+        } = row.unwrap_or(CheckpointRow {
+            transaction_id: 0,
+            position: 0,
+            status: "stopped".to_owned(),
+            last_error: None,
+            updated_at: chrono::Utc::now(),
+        });
         let position = Position::new(tx, pos);
         out.push(ProjectorStatus {
             name: projector.name().to_owned(),
