@@ -23,6 +23,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP API (and, as they arrive, the background workers).
     Serve(ServeArgs),
+    /// Run the background workers only (projectors, NATS relay, webhooks, analytics), for
+    /// deployments that split them from `serve --no-workers`.
+    Worker {
+        /// Do not apply migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
     /// Apply the database migrations and exit.
     Migrate,
     /// Manage users.
@@ -97,6 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(config.log_format);
     match cli.command {
         Command::Serve(args) => serve(config, args).await,
+        Command::Worker { no_migrate } => startup::run_workers(config, !no_migrate).await,
         Command::Migrate => {
             let pool = startup::connect_database(&config).await?;
             MIGRATOR.run(&pool).await.context("applying migrations")?;

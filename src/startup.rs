@@ -107,6 +107,32 @@ impl Application {
     }
 }
 
+/// `chronicle worker`: the projectors, the relay, webhooks and analytics without the HTTP API,
+/// until SIGTERM or Ctrl-C. Any number of workers and API servers may share one database.
+pub async fn run_workers(config: Config, migrate: bool) -> anyhow::Result<()> {
+    let pool = connect_database(&config).await?;
+    if migrate {
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("applying database migrations")?;
+    }
+    let state = AppState::new(config, pool);
+    let tasks = start_background(
+        &state,
+        BuildOptions {
+            migrate,
+            workers: true,
+        },
+    );
+    tracing::info!("chronicle worker is running");
+    shutdown_signal().await;
+    for task in tasks {
+        task.abort();
+    }
+    Ok(())
+}
+
 /// Every instance listens for log and progress notifications (read-your-writes needs them even
 /// without workers); with workers it also runs the projectors, each led by one instance.
 fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<()>> {

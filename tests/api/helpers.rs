@@ -347,9 +347,18 @@ impl TestApp {
     /// Starts a server on an existing database; `database_url` in `extra` may point elsewhere
     /// (e.g. through a proxy) while `db` still owns the cleanup.
     pub async fn spawn_on(db: TestDatabase, extra: &[(&str, &str)]) -> Self {
+        Self::spawn_with_options(db, extra, BuildOptions::default()).await
+    }
+
+    /// A server with its own choice of options, e.g. the API alone (`workers: false`).
+    pub async fn spawn_with_options(
+        db: TestDatabase,
+        extra: &[(&str, &str)],
+        options: BuildOptions,
+    ) -> Self {
         init_logging();
         let config = test_config(&db.url, extra);
-        let app = Application::build(config, BuildOptions::default())
+        let app = Application::build(config, options)
             .await
             .expect("the application builds");
         let address = format!("http://127.0.0.1:{}", app.port());

@@ -130,3 +130,66 @@ async fn the_cli_shows_status_and_a_reset_needs_yes_then_replays_the_read_model(
         "every row was written anew by the replay"
     );
 }
+
+#[tokio::test]
+async fn an_api_only_server_and_a_separate_worker_process_still_read_their_writes() {
+    let db = crate::helpers::TestDatabase::create().await;
+    let options = chronicle::startup::BuildOptions {
+        migrate: true,
+        workers: false,
+    };
+    let app = TestApp::spawn_with_options(db, &[], options).await;
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .arg("worker")
+        .env("DATABASE_URL", &app.state.config.database_url)
+        .env("NATS_URL", &app.state.config.nats_url)
+        .env("NATS_STREAM", &app.state.config.nats_stream)
+        .env("NATS_SUBJECT_PREFIX", &app.state.config.nats_subject_prefix)
+        .env("CHRONICLE_ENV", "test")
+        .env(
+            "JWT_SECRET",
+            "test-secret-that-is-long-enough-for-hs256-0123",
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let registered = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "split@example.com", "password": "correct horse battery", "name": "Split"}),
+        )
+        .await;
+    let consistency = registered.headers().get("x-consistency").cloned();
+    let token = registered.json::<Value>().await.unwrap()["data"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me = app.get("/api/v1/me", Some(&token)).await;
+    let stopped = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || worker.wait())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert!(
+        consistency.is_none(),
+        "the worker's projectors answered the wait in time"
+    );
+    assert_eq!(
+        me.status(),
+        StatusCode::OK,
+        "the API-only server reads what the worker projected"
+    );
+    assert!(stopped.success());
+    assert!(
+        exit.success(),
+        "the worker stops cleanly on SIGTERM: {exit:?}"
+    );
+}
