@@ -55,6 +55,9 @@ pub enum ProjectionsCommand {
     List,
     /// Position, head, lag, state and last error of every projector.
     Status,
+    /// Rebuild a projector into shadow tables from the start of the log while the live read
+    /// model keeps serving, then swap them in. Resumes an interrupted rebuild.
+    Rebuild { name: String },
     /// Empty a projector's read model and replay it from the start of the log, in place (the
     /// read model is empty until it has caught up). Refuses without --yes.
     Reset {
@@ -232,6 +235,26 @@ async fn projections_command(config: Config, command: ProjectionsCommand) -> any
                     s.last_error.unwrap_or_default()
                 );
             }
+            Ok(())
+        }
+        ProjectionsCommand::Rebuild { name } => {
+            let pool = startup::connect_database(&config).await?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, ETA {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!("rebuilding {name}"));
+            let done =
+                projections::rebuild::rebuild(&pool, &config.database_url, &name, 1000, |p| {
+                    bar.set_length(p.total.max(0) as u64);
+                    bar.set_position(p.applied.max(0) as u64);
+                })
+                .await?;
+            bar.finish_with_message(format!("{name} rebuilt and swapped in"));
+            println!("{name}: {} events applied", done.applied);
             Ok(())
         }
         ProjectionsCommand::Reset { name, yes } => {

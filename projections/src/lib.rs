@@ -6,6 +6,7 @@ pub mod log;
 pub mod position;
 pub mod posts;
 pub mod public;
+pub mod rebuild;
 pub mod runner;
 pub mod sessions;
 pub mod users;

@@ -385,6 +385,15 @@ pub struct ProjectorStatus {
     pub status: String,
     pub last_error: Option<String>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// While rebuilding: events applied to the shadow tables and the total to apply.
+    pub rebuild: Option<RebuildState>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RebuildState {
+    pub applied: i64,
+    pub total: i64,
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -421,6 +430,22 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error
             last_error: None,
             updated_at: chrono::Utc::now(),
         });
+        let rebuild: Option<(i64, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT applied, total, started_at FROM projection_rebuilds WHERE name = $1",
+        )
+        .bind(projector.name())
+        .fetch_optional(pool)
+        .await?;
+        let rebuild = rebuild.map(|(applied, total, started_at)| RebuildState {
+            applied,
+            total,
+            started_at,
+        });
+        let status = if rebuild.is_some() {
+            "rebuilding".to_owned()
+        } else {
+            status
+        };
         let position = Position::new(tx, pos);
         out.push(ProjectorStatus {
             name: projector.name().to_owned(),
@@ -430,6 +455,7 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error
             status,
             last_error,
             updated_at,
+            rebuild,
         });
     }
     Ok(out)

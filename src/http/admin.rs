@@ -1,6 +1,7 @@
-//! `/admin` (admins): the projectors' state.
+//! `/admin` (admins): the projectors' state and rebuilds.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -9,11 +10,13 @@ use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
 use crate::http::extract::AdminUser;
-use crate::http::openapi::schemas::{Forbidden, Unauthorized};
+use crate::http::openapi::schemas::{Forbidden, NotFound, Unauthorized};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_projections))
+    OpenApiRouter::new()
+        .routes(routes!(list_projections))
+        .routes(routes!(rebuild_projection))
 }
 
 /// Every projector: its position and the log's head (tokens), lag in events, status
@@ -37,4 +40,61 @@ async fn list_projections(
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "data": statuses })).into_response())
+}
+
+/// Rebuild a projector without downtime (shadow tables, then a swap); 202 at once, progress in
+/// `GET /admin/projections`. A rebuild already running is a 409.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/projections/{name}/rebuild",
+    tag = "admin",
+    params(("name" = String, Path, description = "The projector: users, posts or sessions.")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Started"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "CONFLICT: a rebuild of this projector is already running"),
+    )
+)]
+async fn rebuild_projection(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    if !projections::all_projectors()
+        .iter()
+        .any(|p| p.name() == name)
+    {
+        return Err(ApiError::NotFound);
+    }
+    let running: bool =
+        sqlx::query_scalar("SELECT NOT pg_try_advisory_lock($1) OR NOT pg_advisory_unlock($1)")
+            .bind(projections::runner::advisory_key(&format!(
+                "rebuild:{name}"
+            )))
+            .fetch_one(&state.pool)
+            .await
+            .map_err(ApiError::internal)?;
+    if running {
+        return Err(ApiError::Conflict {
+            code: "CONFLICT",
+            detail: format!("a rebuild of {name} is already running"),
+        });
+    }
+    let (pool, url) = (state.pool.clone(), state.config.database_url.clone());
+    tokio::spawn(async move {
+        match projections::rebuild::rebuild(&pool, &url, &name, 1000, |_| {}).await {
+            Ok(done) => {
+                tracing::info!(projector = %name, applied = done.applied, "rebuild finished")
+            }
+            Err(e) => tracing::error!(projector = %name, error = %e, "rebuild failed"),
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "data": { "status": "accepted" } })),
+    )
+        .into_response())
 }

@@ -15,6 +15,7 @@ mod openapi;
 mod operators;
 mod posts;
 mod queries;
+mod rebuild;
 mod relay;
 mod security;
 mod store;
