@@ -10,6 +10,7 @@ mod edge;
 mod errors;
 mod health;
 mod helpers;
+mod instances;
 mod log_and_projectors;
 mod openapi;
 mod operators;
