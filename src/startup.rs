@@ -209,7 +209,10 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
 pub async fn connect_database(config: &Config) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(&config.database_url)
         .context("DATABASE_URL is not a valid postgres:// URL")?
-        .log_statements(tracing::log::LevelFilter::Trace);
+        .log_statements(tracing::log::LevelFilter::Trace)
+        // Any open transaction holds back what every log reader may read (the snapshot xmin is
+        // cluster-wide), so one that a stuck client left idle is ended rather than kept.
+        .options([("idle_in_transaction_session_timeout", "60s")]);
     create_database_if_missing(&options)
         .await
         .with_context(|| format!("connecting to Postgres at {}", redact(&config.database_url)))?;

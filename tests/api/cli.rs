@@ -46,7 +46,10 @@ async fn create_admin_reads_the_password_from_stdin_and_the_admin_can_sign_in() 
         .unwrap()
         .write_all(b"an admin password\nignored second line\n")
         .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     let login = app
         .post(
             "/api/v1/auth/login",
@@ -92,7 +95,10 @@ async fn create_admin_refuses_a_taken_email_with_a_clear_message() {
         .unwrap()
         .write_all(b"an admin password\n")
         .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
 
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("already exists"));

@@ -6,8 +6,11 @@ use serde_json::{json, Value};
 
 use crate::helpers::{problem, TestApp};
 
-fn chronicle(app: &TestApp, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_chronicle"))
+/// Runs the CLI off the test's single-threaded runtime: a blocking wait here would freeze the
+/// server's projector mid-transaction while the CLI waits for the lock it holds.
+async fn chronicle(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chronicle"));
+    command
         .args(args)
         .env("DATABASE_URL", &app.state.config.database_url)
         .env("CHRONICLE_ENV", "test")
@@ -15,8 +18,10 @@ fn chronicle(app: &TestApp, args: &[&str]) -> std::process::Output {
             "JWT_SECRET",
             "test-secret-that-is-long-enough-for-hs256-0123",
         )
-        .env("RUST_LOG", "warn")
-        .output()
+        .env("RUST_LOG", "warn");
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
         .unwrap()
 }
 
@@ -93,10 +98,10 @@ async fn the_cli_shows_status_and_a_reset_needs_yes_then_replays_the_read_model(
     };
     let versions_before = row_versions(&app).await;
 
-    let status = chronicle(&app, &["projections", "status"]);
-    let refused = chronicle(&app, &["projections", "reset", "posts"]);
-    let unknown = chronicle(&app, &["projections", "reset", "nope", "--yes"]);
-    let reset = chronicle(&app, &["projections", "reset", "posts", "--yes"]);
+    let status = chronicle(&app, &["projections", "status"]).await;
+    let refused = chronicle(&app, &["projections", "reset", "posts"]).await;
+    let unknown = chronicle(&app, &["projections", "reset", "nope", "--yes"]).await;
+    let reset = chronicle(&app, &["projections", "reset", "posts", "--yes"]).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut after = Vec::new();
     while Instant::now() < deadline {

@@ -269,7 +269,10 @@ async fn operators_rebuild_over_http_and_from_the_cli() {
         }
         tokio::task::yield_now().await;
     }
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+    // Off the runtime: a blocking wait would freeze this test's server while the CLI
+    // may wait for a lock its projector holds.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"));
+    command
         .args(["projections", "rebuild", "posts"])
         .env("DATABASE_URL", &app.state.config.database_url)
         .env("CHRONICLE_ENV", "test")
@@ -277,8 +280,10 @@ async fn operators_rebuild_over_http_and_from_the_cli() {
             "JWT_SECRET",
             "test-secret-that-is-long-enough-for-hs256-0123",
         )
-        .env("RUST_LOG", "warn")
-        .output()
+        .env("RUST_LOG", "warn");
+    let cli = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
         .unwrap();
 
     assert_eq!(started.status(), StatusCode::ACCEPTED);

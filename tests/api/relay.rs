@@ -122,7 +122,10 @@ async fn republishing_from_a_position_resends_and_jetstream_keeps_one_copy() {
     let before = stream_caught_up(&app, &nats_url, Duration::from_secs(30)).await;
     let from = before[3]["position"].as_str().unwrap().to_owned();
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+    // Off the runtime: a blocking wait would freeze this test's server while the CLI
+    // may wait for a lock its projector holds.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"));
+    command
         .args(["events", "republish", "--from", &from])
         .env("DATABASE_URL", &app.state.config.database_url)
         .env("NATS_URL", &nats_url)
@@ -132,8 +135,10 @@ async fn republishing_from_a_position_resends_and_jetstream_keeps_one_copy() {
         .env(
             "JWT_SECRET",
             "test-secret-that-is-long-enough-for-hs256-0123",
-        )
-        .output()
+        );
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
         .unwrap();
     let after = stream_messages(&nats_url, &app.state.config.nats_stream).await;
 
