@@ -7,10 +7,8 @@
 //! the storing of its answer run in a spawned task: a client that hangs up cannot leave a
 //! command done but its record unwritten.
 
-use std::net::SocketAddr;
-
 use axum::body::{to_bytes, Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +17,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::http::error::{ApiError, FieldError};
+use crate::http::rate_limit::{client_ip_of, principal_key};
 use crate::state::AppState;
 
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -49,38 +48,6 @@ struct StoredAnswer {
 enum Claim {
     Claimed,
     Replay(Response),
-}
-
-fn principal(state: &AppState, req: &Request) -> String {
-    let headers = req.headers();
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .map(|(_, t)| t.trim().to_owned());
-    let api_key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    match api_key.or(bearer) {
-        Some(key) if crate::auth::api_keys::looks_like_api_key(&key) => {
-            format!("key:{}", crate::auth::tokens::sha256_hex(&key))
-        }
-        Some(token) => match state.jwt.verify(&token) {
-            Ok(claims) => format!("user:{}", claims.sub),
-            Err(_) => anonymous(req),
-        },
-        None => anonymous(req),
-    }
-}
-
-fn anonymous(req: &Request) -> String {
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
-    format!("anonymous:{ip}")
 }
 
 fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
@@ -228,7 +195,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             .into_response()
         }
     };
-    let principal = principal(&state, &req);
+    let principal = principal_key(&state, req.headers(), client_ip_of(&state, &req));
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, state.config.body_limit_bytes).await {
         Ok(bytes) => bytes,

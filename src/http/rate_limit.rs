@@ -133,8 +133,9 @@ impl RateLimits {
 }
 
 /// Who a request counts against. Credentials are checked cheaply (a JWT's signature, a key's
-/// hash); anything that does not verify counts against the client's IP.
-fn budget_key(state: &AppState, headers: &HeaderMap, ip: IpAddr) -> String {
+/// hash); anything that does not verify counts against the client's IP. Idempotency keys are
+/// scoped by the same principal.
+pub fn principal_key(state: &AppState, headers: &HeaderMap, ip: IpAddr) -> String {
     let credential = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
@@ -156,6 +157,15 @@ fn budget_key(state: &AppState, headers: &HeaderMap, ip: IpAddr) -> String {
     }
 }
 
+/// The request's client IP under the `TRUSTED_PROXIES` rule.
+pub fn client_ip_of(state: &AppState, req: &Request) -> IpAddr {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    state.rate_limits.client_ip(peer, req.headers())
+}
+
 const AUTH_PATHS: [&str; 3] = [
     "/api/v1/auth/login",
     "/api/v1/auth/register",
@@ -167,16 +177,14 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     if !path.starts_with("/api/v1/") {
         return next.run(req).await;
     }
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
     let limits = &state.rate_limits;
-    let ip = limits.client_ip(peer, req.headers());
+    let ip = client_ip_of(&state, &req);
     let decision = if AUTH_PATHS.contains(&path) {
         limits.auth.spend(&format!("ip:{ip}"))
     } else {
-        limits.general.spend(&budget_key(&state, req.headers(), ip))
+        limits
+            .general
+            .spend(&principal_key(&state, req.headers(), ip))
     };
     let mut response = if decision.allowed {
         next.run(req).await
