@@ -214,6 +214,8 @@ async fn a_receiver_that_fails_twice_gets_the_event_three_times_and_the_log_show
 async fn after_a_rotation_both_secrets_sign_during_the_overlap() {
     let app = TestApp::spawn().await;
     let (_, admin) = app.admin().await;
+    // The admin's own sign-up events must not reach this `*` endpoint as late arrivals.
+    consumer_caught_up(&app, "chronicle-webhooks").await;
     let receiver = Receiver::start(vec![]).await;
     let hook = endpoint(&app, &admin, &receiver.url, json!(["*"])).await;
     let old = hook["secret"].as_str().unwrap().to_owned();
@@ -366,6 +368,35 @@ async fn an_endpoint_that_answers_410_is_disabled() {
     assert_eq!(removed.status(), StatusCode::NO_CONTENT);
 }
 
+/// Waits until a durable consumer has acknowledged every message of the app's stream.
+async fn consumer_caught_up(app: &TestApp, name: &str) {
+    let client = async_nats::connect(&app.state.config.nats_url)
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let log: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&app.state.pool)
+            .await
+            .unwrap();
+        if let Ok(mut stream) = js.get_stream(&app.state.config.nats_stream).await {
+            let last = stream.info().await.unwrap().state.last_sequence;
+            if let Ok(mut consumer) = stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(name)
+                .await
+            {
+                let info = consumer.info().await.unwrap();
+                if last as i64 >= log && info.ack_floor.stream_sequence >= last {
+                    return;
+                }
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the {name} consumer did not catch up");
+}
+
 #[tokio::test]
 async fn a_failed_delivery_can_be_retried_and_a_replay_covers_events_from_before_the_endpoint() {
     let app = TestApp::spawn_with(&[("WEBHOOK_RETRY_SCHEDULE", "50ms")]).await;
@@ -373,6 +404,9 @@ async fn a_failed_delivery_can_be_retried_and_a_replay_covers_events_from_before
     let since = chrono::Utc::now() - chrono::Duration::seconds(5);
     app.create_post(&admin, json!({"title": "before the endpoint", "body": "b"}))
         .await;
+    // Only once the webhook consumer has passed that event does it predate the endpoint;
+    // otherwise it would be delivered live too and take one of the scripted failures.
+    consumer_caught_up(&app, "chronicle-webhooks").await;
     let receiver = Receiver::start(vec![500, 500]).await;
     let hook = endpoint(&app, &admin, &receiver.url, json!(["post.created"])).await;
     let id = hook["id"].as_str().unwrap().to_owned();
