@@ -85,6 +85,37 @@ pub async fn read_filtered<'e>(
     rows.iter().map(StoredEvent::from_row).collect()
 }
 
+/// The last `limit` readable events (optionally filtered like [`read_filtered`]), oldest first:
+/// the tail of the log, from which a reader can follow with [`read_after`].
+pub async fn read_last<'e>(
+    executor: impl PgExecutor<'e>,
+    limit: i64,
+    filter: Option<(&Option<String>, &Option<String>)>,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let (aggregate_type, event_type) =
+        filter.map_or((None, None), |(a, e)| (a.as_deref(), e.as_deref()));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events
+          WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            AND ($2::text IS NULL OR aggregate_type = $2)
+            AND ($3::text IS NULL OR event_type = $3)
+          ORDER BY transaction_id DESC, position DESC
+          LIMIT $1"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(limit)
+        .bind(aggregate_type)
+        .bind(event_type)
+        .fetch_all(executor)
+        .await?;
+    let mut events = rows
+        .iter()
+        .map(StoredEvent::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    events.reverse();
+    Ok(events)
+}
+
 /// The last readable position of the log (`Position::START` when it is empty).
 pub async fn head<'e>(executor: impl PgExecutor<'e>) -> Result<Position, sqlx::Error> {
     let row: Option<(i64, i64)> = sqlx::query_as(

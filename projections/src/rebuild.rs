@@ -240,12 +240,14 @@ pub async fn rebuild(
     }
     sqlx::query(
         "UPDATE projection_checkpoints
-            SET transaction_id = $2, position = $3, status = 'running', last_error = NULL, updated_at = now()
+            SET transaction_id = $2, position = $3, status = 'running', last_error = NULL, updated_at = now(),
+                last_rebuild_finished_at = now(), last_rebuild_events = $4
           WHERE name = $1",
     )
     .bind(name)
     .bind(position.transaction_id)
     .bind(position.position)
+    .bind(applied)
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM projection_rebuilds WHERE name = $1")

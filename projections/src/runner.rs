@@ -387,6 +387,15 @@ pub struct ProjectorStatus {
     pub updated_at: chrono::DateTime<chrono::Utc>,
     /// While rebuilding: events applied to the shadow tables and the total to apply.
     pub rebuild: Option<RebuildState>,
+    /// The last rebuild that finished (swapped in), if any.
+    pub last_rebuild: Option<FinishedRebuild>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FinishedRebuild {
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// Events the rebuild applied, from position zero to the swap.
+    pub applied: i64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -403,6 +412,8 @@ struct CheckpointRow {
     status: String,
     last_error: Option<String>,
     updated_at: chrono::DateTime<chrono::Utc>,
+    last_rebuild_finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_rebuild_events: Option<i64>,
 }
 
 /// The state of every projector this build knows (a projector that has not run yet shows at
@@ -412,7 +423,9 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error
     let mut out = Vec::new();
     for projector in crate::all_projectors() {
         let row: Option<CheckpointRow> = sqlx::query_as(
-            "SELECT transaction_id, position, status, last_error, updated_at FROM projection_checkpoints WHERE name = $1",
+            "SELECT transaction_id, position, status, last_error, updated_at, last_rebuild_finished_at,
+                    last_rebuild_events
+               FROM projection_checkpoints WHERE name = $1",
         )
         .bind(projector.name())
         .fetch_optional(pool)
@@ -423,12 +436,16 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error
             status,
             last_error,
             updated_at,
+            last_rebuild_finished_at,
+            last_rebuild_events,
         } = row.unwrap_or(CheckpointRow {
             transaction_id: 0,
             position: 0,
             status: "stopped".to_owned(),
             last_error: None,
             updated_at: chrono::Utc::now(),
+            last_rebuild_finished_at: None,
+            last_rebuild_events: None,
         });
         let rebuild: Option<(i64, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
             "SELECT applied, total, started_at FROM projection_rebuilds WHERE name = $1",
@@ -456,6 +473,10 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error
             last_error,
             updated_at,
             rebuild,
+            last_rebuild: last_rebuild_finished_at.map(|finished_at| FinishedRebuild {
+                finished_at,
+                applied: last_rebuild_events.unwrap_or(0),
+            }),
         });
     }
     Ok(out)

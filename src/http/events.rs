@@ -26,7 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Read the event log.
 ///
 /// Every event in commit order, in its public form. Admins only. Page with `after=` (the
-/// `next_cursor` of the previous page, or any event's `position`).
+/// `next_cursor` of the previous page, or any event's `position`); `last=N` gives the log's
+/// tail instead (the newest N, oldest first), to follow from its last `position`.
 #[utoipa::path(
     get,
     path = "/api/v1/events",
@@ -48,16 +49,29 @@ async fn list_events(
     params: QueryParams,
 ) -> Result<Response, ApiError> {
     let position = log_position(&state, &min).await?;
-    let mut after = Position::START;
+    let mut after = None;
+    let mut last = None;
     let mut limit = DEFAULT_LIMIT;
     let mut aggregate_type = None;
     let mut event_type = None;
     for (name, value) in &params.0 {
         match name.as_str() {
             "after" => {
-                after = value
-                    .parse()
-                    .map_err(|_| bad_parameter("after", "FORMAT", "must be a position token"))?;
+                after =
+                    Some(value.parse::<Position>().map_err(|_| {
+                        bad_parameter("after", "FORMAT", "must be a position token")
+                    })?);
+            }
+            "last" => {
+                last = Some(
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            bad_parameter("last", "RANGE", "must be an integer from 1 to 1000")
+                        })?,
+                );
             }
             "limit" => {
                 limit = value
@@ -80,16 +94,37 @@ async fn list_events(
         }
     }
 
-    let events = projections::log::read_filtered(
-        &state.pool,
-        after,
-        limit + 1,
-        Some((&aggregate_type, &event_type)),
-    )
-    .await
-    .map_err(ApiError::internal)?;
-    let has_more = events.len() as i64 > limit;
-    let page = &events[..events.len().min(limit as usize)];
+    let filter = Some((&aggregate_type, &event_type));
+    let (events, has_more) = match (after, last) {
+        (Some(_), Some(_)) => {
+            return Err(bad_parameter(
+                "last",
+                "CONFLICT",
+                "cannot be combined with after: last reads the tail, after pages forward",
+            ))
+        }
+        (None, Some(last)) => {
+            let events = projections::log::read_last(&state.pool, last, filter)
+                .await
+                .map_err(ApiError::internal)?;
+            limit = last;
+            (events, false)
+        }
+        (after, None) => {
+            let mut events = projections::log::read_filtered(
+                &state.pool,
+                after.unwrap_or(Position::START),
+                limit + 1,
+                filter,
+            )
+            .await
+            .map_err(ApiError::internal)?;
+            let has_more = events.len() as i64 > limit;
+            events.truncate(limit as usize);
+            (events, has_more)
+        }
+    };
+    let page = &events[..];
     let next = page
         .last()
         .filter(|_| has_more)

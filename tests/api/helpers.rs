@@ -16,6 +16,9 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::str::FromStr;
 use tokio::sync::oneshot;
 
+/// The password of every admin that [`TestApp::admin`] creates.
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+
 pub fn admin_database_url() -> String {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -483,6 +486,11 @@ impl TestApp {
     /// Creates an admin the way an operator does (the CLI's path), then signs in.
     pub async fn admin(&self) -> (String, String) {
         let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+        self.admin_with_email(&email).await
+    }
+
+    /// Like [`TestApp::admin`], with a chosen email (the password is `ADMIN_PASSWORD`).
+    pub async fn admin_with_email(&self, email: &str) -> (String, String) {
         let meta = chronicle::commands::CommandMeta {
             correlation_id: "test".into(),
             actor_id: None,
@@ -490,9 +498,9 @@ impl TestApp {
         chronicle::http::auth::register_user(
             &self.state,
             &meta,
-            aggregates::values::Email::parse(&email).expect("email"),
+            aggregates::values::Email::parse(email).expect("email"),
             aggregates::values::UserName::parse("Admin").expect("name"),
-            aggregates::values::Password::parse("correct horse battery").expect("password"),
+            aggregates::values::Password::parse(ADMIN_PASSWORD).expect("password"),
             aggregates::Role::Admin,
         )
         .await
@@ -501,7 +509,7 @@ impl TestApp {
             .post(
                 "/api/v1/auth/login",
                 None,
-                json!({"email": email, "password": "correct horse battery"}),
+                json!({"email": email, "password": ADMIN_PASSWORD}),
             )
             .await;
         assert_eq!(response.status(), StatusCode::OK);

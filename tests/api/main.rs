@@ -1,6 +1,7 @@
 //! Black-box tests: each starts the real server on its own database and talks HTTP to it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin_page;
 mod analytics;
 mod auth;
 mod authorization;

@@ -339,6 +339,9 @@ pub struct EventParams {
     /// Page size, 1 to 1000.
     #[param(minimum = 1, maximum = 1000, default = 100, nullable = false)]
     pub limit: Option<i64>,
+    /// The tail: the newest `last` events (1 to 1000), oldest first; not with `after`.
+    #[param(minimum = 1, maximum = 1000, nullable = false)]
+    pub last: Option<i64>,
     /// `user`, `post` or `session`.
     #[param(nullable = false)]
     pub aggregate_type: Option<String>,

@@ -1,4 +1,7 @@
-//! `/admin` (admins): the projectors' state and rebuilds.
+//! Operating Chronicle over HTTP: `/api/v1/admin` (admins) for the projectors' state and
+//! rebuilds, and the operator page at `/admin` that uses it.
+
+mod page;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,17 +20,22 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_projections))
         .routes(routes!(rebuild_projection))
+        .routes(routes!(page::page))
+        .routes(routes!(page::script))
+        .routes(routes!(page::style))
 }
 
 /// Every projector: its position and the log's head (tokens), lag in events, status
-/// (`running`, `rebuilding`, `failed`, `stopped`), last error and when it last moved.
+/// (`running`, `rebuilding`, `failed`, `stopped`), last error and when it last moved; `rebuild`
+/// (`{applied, total, started_at}`) while one runs and `last_rebuild` (`{finished_at, applied}`)
+/// once one has finished.
 #[utoipa::path(
     get,
     path = "/api/v1/admin/projections",
     tag = "admin",
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "`{data: [{name, position, head_position, lag, status, last_error, updated_at}]}`"),
+        (status = 200, description = "`{data: [{name, position, head_position, lag, status, last_error, updated_at, rebuild, last_rebuild}]}`"),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
     )
