@@ -7,11 +7,18 @@
 //! its disk has the message, so a NATS crash can lose acknowledged messages: on every
 //! (re)connect the relay compares the stream's last message with its checkpoint and, when the
 //! stream is behind, publishes the missing tail again.
+//!
+//! That comparison alone is not enough: the client reconnects by itself and sends what it held
+//! meanwhile, so new events could land on a restarted stream before the relay looked, hiding the
+//! hole behind them. Every message therefore expects the stream's last sequence to be the one the
+//! relay knows (`Nats-Expected-Last-Sequence`): a stream that lost its tail refuses them, and the
+//! relay reconciles before anything is stored after the hole.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, HeaderMap};
 use projections::log::read_after;
@@ -24,7 +31,11 @@ use crate::fanout::cloudevents::{cloud_event, subject};
 
 const BATCH: i64 = 500;
 const IDLE_POLL: Duration = Duration::from_secs(1);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How far back from the stream's end reconcile looks for a message of the relay's before it
+/// gives up and publishes from the start (JetStream drops what it still knows as duplicates).
+const MAX_WALK_BACK: u64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -152,18 +163,11 @@ impl Relay {
         Ok(())
     }
 
-    /// Moves the checkpoint back to the stream's last message when the stream lost its tail.
-    async fn reconcile(&self, stream: &mut stream::Stream) -> Result<(), RelayError> {
-        let last_sequence = stream.info().await.map_err(nats)?.state.last_sequence;
-        let in_stream = if last_sequence == 0 {
-            Position::START
-        } else {
-            let message = stream.get_raw_message(last_sequence).await.map_err(nats)?;
-            serde_json::from_slice::<serde_json::Value>(&message.payload)
-                .ok()
-                .and_then(|doc| doc.get("position")?.as_str()?.parse().ok())
-                .unwrap_or(Position::START)
-        };
+    /// Moves the checkpoint back to the stream's last message when the stream lost its tail;
+    /// returns the stream's last sequence, which the next publish expects.
+    async fn reconcile(&self, stream: &mut stream::Stream) -> Result<u64, RelayError> {
+        let state = stream.info().await.map_err(nats)?.state.clone();
+        let in_stream = last_relayed(stream, &state).await?;
         let checkpoint = self.checkpoint().await?;
         if in_stream < checkpoint {
             tracing::warn!(
@@ -174,11 +178,12 @@ impl Relay {
             );
             self.save(in_stream).await?;
         }
-        Ok(())
+        Ok(state.last_sequence)
     }
 
-    /// One connection's worth of relaying; returns on the first error.
-    async fn session(&mut self) -> Result<(), RelayError> {
+    /// One connection's worth of relaying; returns on the first error. A session that got as
+    /// far as relaying resets the retry backoff, so the next outage starts with a short wait.
+    async fn session(&mut self, backoff: &mut Duration) -> Result<(), RelayError> {
         let reconnects = Arc::new(AtomicU64::new(0));
         let counter = reconnects.clone();
         let client = ConnectOptions::new()
@@ -196,24 +201,33 @@ impl Relay {
             .map_err(nats)?;
         let js = jetstream::new(client);
         let mut stream = ensure_stream(&js, &self.settings).await?;
-        self.reconcile(&mut stream).await?;
+        let mut last_sequence = self.reconcile(&mut stream).await?;
+        *backoff = FIRST_BACKOFF;
         let mut seen = reconnects.load(Ordering::SeqCst);
         tracing::info!(stream = %self.settings.stream, "relaying the log to NATS");
         loop {
             let now = reconnects.load(Ordering::SeqCst);
             if now != seen {
                 seen = now;
-                self.reconcile(&mut stream).await?;
+                last_sequence = self.reconcile(&mut stream).await?;
             }
             self.wake.borrow_and_update();
             let checkpoint = self.checkpoint().await?;
             let events = read_after(&self.pool, checkpoint, BATCH).await?;
-            if let Some(last) = publish(&js, &self.settings.subject_prefix, &events).await? {
-                self.save(last).await?;
-                metrics::counter!("chronicle_relay_published_total").increment(events.len() as u64);
+            if events.is_empty() {
+                let _ = tokio::time::timeout(IDLE_POLL, self.wake.changed()).await;
                 continue;
             }
-            let _ = tokio::time::timeout(IDLE_POLL, self.wake.changed()).await;
+            let batch =
+                publish_onto(&js, &self.settings.subject_prefix, &events, last_sequence).await;
+            if let Some(through) = batch.through {
+                self.save(through).await?;
+                metrics::counter!("chronicle_relay_published_total").increment(batch.count as u64);
+            }
+            last_sequence = batch.last_sequence;
+            if let Some(error) = batch.error {
+                return Err(error);
+            }
         }
     }
 
@@ -229,9 +243,9 @@ impl Relay {
             if let Err(e) = self.checkpoint().await {
                 tracing::warn!(error = %e, "cannot read the relay checkpoint");
             }
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = FIRST_BACKOFF;
             loop {
-                if let Err(e) = self.session().await {
+                if let Err(e) = self.session(&mut backoff).await {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "relay interrupted");
                 }
                 tokio::time::sleep(backoff).await;
@@ -243,4 +257,119 @@ impl Relay {
             }
         }
     }
+}
+
+/// What a pipelined batch achieved: everything up to `through` is in the stream, in order.
+struct Batch {
+    through: Option<Position>,
+    count: usize,
+    last_sequence: u64,
+    error: Option<RelayError>,
+}
+
+/// Publishes events in order onto a stream whose last sequence is `last_sequence`, pipelined;
+/// each message expects the sequence its predecessor will get, so nothing is stored behind a
+/// hole. Stops at the first refusal.
+async fn publish_onto(
+    js: &jetstream::Context,
+    prefix: &str,
+    events: &[projections::log::StoredEvent],
+    last_sequence: u64,
+) -> Batch {
+    let mut batch = Batch {
+        through: None,
+        count: 0,
+        last_sequence,
+        error: None,
+    };
+    let mut acks = Vec::with_capacity(events.len());
+    for (expected, event) in (last_sequence..).zip(events) {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
+        // 0 means "no expectation" to JetStream, which is right for an empty stream.
+        headers.insert("Nats-Expected-Last-Sequence", expected.to_string().as_str());
+        let sent = match serde_json::to_vec(&cloud_event(event)) {
+            Ok(payload) => {
+                js.publish_with_headers(subject(prefix, event), headers, payload.into())
+                    .await
+            }
+            Err(e) => {
+                batch.error = Some(nats(e));
+                break;
+            }
+        };
+        match sent {
+            Ok(ack) => acks.push(ack),
+            Err(e) => {
+                batch.error = Some(nats(e));
+                break;
+            }
+        }
+    }
+    let mut resent = false;
+    for (event, ack) in events.iter().zip(acks) {
+        match ack.await {
+            // Already in the stream (the relay stopped between the ack and its checkpoint):
+            // stored nothing, so every later message of this batch expected one too many and is
+            // refused; the next batch goes on from here.
+            Ok(ack) if ack.duplicate => resent = true,
+            Ok(ack) if ack.sequence == batch.last_sequence + 1 => {
+                batch.last_sequence = ack.sequence
+            }
+            Ok(ack) => {
+                batch.error = Some(RelayError::Nats(format!(
+                    "stored at sequence {} where {} was expected",
+                    ack.sequence,
+                    batch.last_sequence + 1
+                )));
+                break;
+            }
+            Err(_) if resent => {
+                batch.error = None;
+                break;
+            }
+            Err(e) => {
+                batch.error = Some(nats(e));
+                break;
+            }
+        }
+        batch.through = Some(event.position);
+        batch.count += 1;
+    }
+    batch
+}
+
+/// The position of the newest relayed event in the stream. Walks back over sequences whose
+/// message is gone (deleted, or lost while its sequence survived) and over messages that are
+/// not the relay's, so a hole at the end never reads as an empty stream.
+async fn last_relayed(
+    stream: &stream::Stream,
+    state: &stream::State,
+) -> Result<Position, RelayError> {
+    if state.messages == 0 {
+        return Ok(Position::START);
+    }
+    let floor = state
+        .first_sequence
+        .max(state.last_sequence.saturating_sub(MAX_WALK_BACK))
+        .max(1);
+    for sequence in (floor..=state.last_sequence).rev() {
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => {
+                let position = serde_json::from_slice::<serde_json::Value>(&message.payload)
+                    .ok()
+                    .and_then(|doc| doc.get("position")?.as_str()?.parse().ok());
+                if let Some(position) = position {
+                    return Ok(position);
+                }
+            }
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {}
+            Err(e) => return Err(nats(e)),
+        }
+    }
+    tracing::warn!(
+        last_sequence = state.last_sequence,
+        "no relayed message near the end of the stream; publishing from the start"
+    );
+    Ok(Position::START)
 }
