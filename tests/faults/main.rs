@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod concurrency;
 mod kill;
 mod nats;
 mod postgres;

@@ -138,7 +138,11 @@ async fn post_answer(
             .map_err(ApiError::internal)?,
         _ => None,
     };
-    let view = row.map_or_else(|| PostView::from_state(&done.state), PostView::from_row);
+    // A concurrent writer may already have moved the read model past this command: the answer
+    // is then this command's own result, the version its ETag names, not the later state.
+    let view = row
+        .filter(|row| u64::try_from(row.version) == Ok(done.version))
+        .map_or_else(|| PostView::from_state(&done.state), PostView::from_row);
     Ok(Answer::ok(view)
         .etag(done.version)
         .position(done.position)

@@ -40,7 +40,11 @@ async fn user_answer(
             .map_err(ApiError::internal)?,
         _ => None,
     };
-    let view = row.map_or_else(|| UserView::from_state(&done.state), UserView::from_row);
+    // A concurrent writer may already have moved the read model past this command: the answer
+    // is then this command's own result, the version its ETag names, not the later state.
+    let view = row
+        .filter(|row| u64::try_from(row.version) == Ok(done.version))
+        .map_or_else(|| UserView::from_state(&done.state), UserView::from_row);
     Ok(Answer::ok(view)
         .etag(done.version)
         .position(done.position)
