@@ -258,11 +258,24 @@ fn has_json_content_type(headers: &HeaderMap) -> bool {
 /// Syntax errors are 400; anything that is JSON but not the expected shape is a 422 naming the
 /// field by its JSON path.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        return Err(ApiError::Malformed {
-            detail: format!("the body is not valid JSON: {e}"),
-            errors: Vec::new(),
-        });
+    let document = match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(document) => document,
+        Err(e) => {
+            return Err(ApiError::Malformed {
+                detail: format!("the body is not valid JSON: {e}"),
+                errors: Vec::new(),
+            })
+        }
+    };
+    let mut with_nul = Vec::new();
+    nul_fields(&document, "", &mut with_nul);
+    if !with_nul.is_empty() {
+        return Err(ApiError::validation(
+            with_nul
+                .into_iter()
+                .map(|field| FieldError::new(field, "FORMAT", "must not contain the NUL character"))
+                .collect(),
+        ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
@@ -281,6 +294,25 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::field(&field, code, &message)
     })
+}
+
+/// Postgres text and jsonb cannot hold U+0000: a string with it is refused here, naming the
+/// field, instead of failing at the database with a 500.
+fn nul_fields(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => out.push(path.to_owned()),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                nul_fields(item, &format!("{path}[{i}]"), out);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for (name, item) in fields {
+                nul_fields(item, &join_path(path, name), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn join_path(parent: &str, name: &str) -> String {

@@ -33,6 +33,9 @@ pub struct UserView {
 
 /// What other users may see of someone.
 #[derive(Debug, Serialize, ToSchema)]
+// Closed to other properties in the OpenAPI document (utoipa reads `deny_unknown_fields`), so a
+// full view never also matches this one in `AnyUserView`'s `oneOf`.
+#[serde(deny_unknown_fields)]
 pub struct PublicUserView {
     #[schema(format = Uuid)]
     pub id: String,

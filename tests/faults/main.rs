@@ -8,6 +8,7 @@
 mod helpers;
 
 mod concurrency;
+mod fuzz;
 mod kill;
 mod nats;
 mod postgres;

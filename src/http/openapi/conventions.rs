@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ArrayItems, Schema};
 use utoipa::openapi::{Components, ContentBuilder, OpenApi, Ref, RefOr, Required, Response};
 use utoipa::openapi::{ObjectBuilder, Type};
 use utoipa::PartialSchema;
@@ -62,6 +63,7 @@ pub fn apply(document: &mut OpenApi) {
         }
     }
     let shared = components.responses.clone();
+    sparse_fieldsets(document);
 
     for (path, item) in document.paths.paths.iter_mut() {
         let api = path.starts_with("/api/v1/");
@@ -102,6 +104,55 @@ pub fn apply(document: &mut OpenApi) {
                 if api && status.starts_with('2') {
                     add_rate_limit_headers(response);
                 }
+            }
+        }
+    }
+}
+
+/// A list that takes `fields` answers items with only the named fields and `id`, so its item
+/// schema may require nothing but `id`; without this, every answer to `?fields=title` would
+/// contradict the document.
+fn sparse_fieldsets(document: &mut OpenApi) {
+    let mut listings = Vec::new();
+    for item in document.paths.paths.values_mut() {
+        for (_, operation) in operations(item) {
+            let Some(operation) = operation.as_ref() else {
+                continue;
+            };
+            let takes_fields = operation
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| p.name == "fields" && matches!(p.parameter_in, ParameterIn::Query));
+            let schema = operation
+                .responses
+                .responses
+                .get("200")
+                .and_then(|response| match response {
+                    RefOr::T(response) => response.content.get("application/json"),
+                    RefOr::Ref(_) => None,
+                })
+                .and_then(|content| content.schema.as_ref());
+            if let (true, Some(RefOr::Ref(listing))) = (takes_fields, schema) {
+                listings.push(listing.ref_location.rsplit('/').next().map(str::to_owned));
+            }
+        }
+    }
+    let Some(components) = document.components.as_mut() else {
+        return;
+    };
+    for name in listings.into_iter().flatten() {
+        let Some(RefOr::T(Schema::Object(listing))) = components.schemas.get_mut(&name) else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Array(data))) = listing.properties.get_mut("data") else {
+            continue;
+        };
+        if let ArrayItems::RefOrSchema(items) = &mut data.items {
+            if let RefOr::T(Schema::Object(item)) = items.as_mut() {
+                item.required = vec!["id".to_owned()];
+                item.description =
+                    Some("Every field, or with `fields` only those named (and `id`).".to_owned());
             }
         }
     }
