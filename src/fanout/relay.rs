@@ -324,10 +324,8 @@ async fn publish_onto(
                 )));
                 break;
             }
-            Err(_) if resent => {
-                batch.error = None;
-                break;
-            }
+            // Refused for the expectation a resent message threw off, not for a lost tail.
+            Err(_) if resent => break,
             Err(e) => {
                 batch.error = Some(nats(e));
                 break;
