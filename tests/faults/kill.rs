@@ -5,11 +5,13 @@ use std::time::{Duration, Instant};
 
 use chronicle::startup::BuildOptions;
 
-use crate::helpers::{TestApp, TestDatabase};
-use crate::support::{
-    acked_ids, assert_acked_in_log_and_stream, assert_exactly_once_in_order, log_ids,
-    read_model_has, sign_up, stream_caught_up, Chronicle, Load,
+use crate::checks::{
+    assert_acked_in_log_and_stream, assert_exactly_once_in_order, log_ids, read_model_has,
+    stream_caught_up,
 };
+use crate::helpers::{TestApp, TestDatabase};
+use crate::load::{acked_ids, sign_up, Load};
+use crate::support::Chronicle;
 
 #[tokio::test]
 async fn commands_acknowledged_while_the_server_is_killed_twice_are_stored_projected_and_streamed_once(

@@ -7,9 +7,11 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod checks;
 mod concurrency;
 mod fuzz;
 mod kill;
+mod load;
 mod nats;
 mod postgres;
 mod support;

@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use serde_json::{json, Value};
 
-use crate::helpers::TestApp;
-use crate::support::{
-    acked_ids, assert_acked_in_log_and_stream, assert_exactly_once_in_order, eventually, log_ids,
-    relayed, sign_up, stream_caught_up, stream_len, Load, Nats,
+use crate::checks::{
+    assert_acked_in_log_and_stream, assert_exactly_once_in_order, log_ids, relayed,
+    stream_caught_up, stream_len,
 };
+use crate::helpers::TestApp;
+use crate::load::{acked_ids, sign_up, Load};
+use crate::support::{eventually, Nats};
 
 /// An app relaying into a nats-server of the test's own.
 async fn app_on(nats: &Nats) -> TestApp {

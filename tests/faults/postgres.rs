@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgPool};
 
-use crate::helpers::{TestApp, TestDatabase};
-use crate::support::{
-    acked_ids, assert_acked_in_log_and_stream, assert_exactly_once_in_order, eventually, log_ids,
-    read_model_has, sign_up, stream_caught_up, ChaosProxy, Load,
+use crate::checks::{
+    assert_acked_in_log_and_stream, assert_exactly_once_in_order, log_ids, read_model_has,
+    stream_caught_up,
 };
+use crate::helpers::{TestApp, TestDatabase};
+use crate::load::{acked_ids, sign_up, Load};
+use crate::support::{eventually, ChaosProxy};
 
 /// The longest a request may take while the database is away: the pool's acquire timeout
 /// (3 s) and a margin for this shared 2-core machine.
