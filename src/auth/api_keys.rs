@@ -55,11 +55,39 @@ pub async fn create(
     Ok(IssuedKey { key, row })
 }
 
-/// The live key with this secret, if any (one indexed lookup).
-pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
+/// A live key and what the users read model says of the admin who created it (nothing while
+/// that read model is being reset).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PresentedKey {
+    pub id: Uuid,
+    pub role: String,
+    pub created_by: Uuid,
+    pub creator_role: Option<String>,
+    pub creator_status: Option<String>,
+}
+
+impl PresentedKey {
+    /// A key never outranks its creator, and a deactivated creator's keys stop working: keys
+    /// live until revoked, so this cannot rest on the in-memory revocations, which forget
+    /// after a token's lifetime.
+    pub fn creator_active(&self) -> bool {
+        self.creator_status.as_deref().is_none_or(|s| s == "active")
+    }
+
+    pub fn effective_role(&self) -> Role {
+        match Role::parse(&self.role).unwrap_or_default() {
+            Role::Admin if self.creator_role.as_deref() == Some("user") => Role::User,
+            role => role,
+        }
+    }
+}
+
+/// The live key with this secret, if any (one indexed lookup and its creator's row).
+pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<PresentedKey>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, name, role, prefix, created_by, created_at, revoked_at
-           FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        "SELECT k.id, k.role, k.created_by, u.role AS creator_role, u.status AS creator_status
+           FROM api_keys k LEFT JOIN users_view u ON u.id = k.created_by
+          WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
     )
     .bind(sha256_hex(key))
     .fetch_optional(pool)
@@ -83,4 +111,44 @@ pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
             .execute(pool)
             .await?;
     Ok(result.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(role: &str, creator_role: Option<&str>, creator_status: Option<&str>) -> PresentedKey {
+        PresentedKey {
+            id: Uuid::nil(),
+            role: role.to_owned(),
+            created_by: Uuid::nil(),
+            creator_role: creator_role.map(str::to_owned),
+            creator_status: creator_status.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_key_never_outranks_its_creator() {
+        assert_eq!(
+            key("admin", Some("admin"), None).effective_role(),
+            Role::Admin
+        );
+        assert_eq!(
+            key("admin", Some("user"), None).effective_role(),
+            Role::User
+        );
+        assert_eq!(
+            key("user", Some("admin"), None).effective_role(),
+            Role::User
+        );
+        // While the users read model is reset the key keeps its own role.
+        assert_eq!(key("admin", None, None).effective_role(), Role::Admin);
+    }
+
+    #[test]
+    fn a_deactivated_creators_keys_stop_working() {
+        assert!(key("admin", None, Some("active")).creator_active());
+        assert!(!key("admin", None, Some("deactivated")).creator_active());
+        assert!(key("admin", None, None).creator_active());
+    }
 }

@@ -68,12 +68,17 @@ async fn principal_from(parts: &Parts, state: &AppState) -> Result<Option<Princi
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(ApiError::unauthorized)?;
-        if state.revocations.is_user_blocked(&key.created_by) {
+        if !key.creator_active() || state.revocations.is_user_blocked(&key.created_by) {
             return Err(revoked());
         }
+        // The revocations know of a demotion before the read model does.
+        let role = match state.revocations.current_role(&key.created_by) {
+            Some(Role::User) => Role::User,
+            _ => key.effective_role(),
+        };
         return Ok(Some(Principal {
             user_id: UserId::from_uuid(key.created_by),
-            role: Role::parse(&key.role).unwrap_or_default(),
+            role,
             credential: Credential::ApiKey(key.id),
         }));
     }

@@ -578,3 +578,55 @@ async fn no_response_or_public_event_carries_a_password_hash_or_token_hash() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_admins_keys_lose_admin_powers_when_the_admin_is_demoted_and_stop_when_deactivated() {
+    let app = TestApp::spawn().await;
+    let (creator, creator_token) = app.admin().await;
+    let (_, other_admin) = app.admin().await;
+    let created: Value = app
+        .post(
+            "/api/v1/api-keys",
+            Some(&creator_token),
+            json!({"name": "ops"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = created["data"]["key"].as_str().unwrap().to_owned();
+    let list_users = || async {
+        app.request(Method::GET, "/api/v1/users", None)
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(list_users().await.status(), StatusCode::OK);
+
+    let demoted = app
+        .patch(
+            &format!("/api/v1/users/{creator}"),
+            Some(&other_admin),
+            json!({"role": "user"}),
+        )
+        .await;
+    assert_eq!(demoted.status(), StatusCode::OK);
+    problem(list_users().await, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    let own_posts = app
+        .request(Method::GET, "/api/v1/posts", None)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own_posts.status(), StatusCode::OK, "still a user's key");
+
+    let deactivated = app
+        .request(Method::DELETE, &format!("/api/v1/users/{creator}"), None)
+        .bearer_auth(&other_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deactivated.status(), StatusCode::NO_CONTENT);
+    assert_eq!(list_users().await.status(), StatusCode::UNAUTHORIZED);
+}

@@ -322,8 +322,18 @@ async fn a_delivery_scheduled_before_a_restart_is_still_delivered() {
         "the retry went out from the restarted server"
     );
     assert_eq!(messages[0].id, messages[1].id);
+    // The stream belonged to the first app, which gave its database away and so did not
+    // delete it.
+    let config = successor.state.config.clone();
     drop(successor);
     drop(database);
+    let client = async_nats::connect(config.nats_url.as_str())
+        .await
+        .expect("NATS");
+    async_nats::jetstream::new(client)
+        .delete_stream(&config.nats_stream)
+        .await
+        .expect("the test's stream is deleted");
 }
 
 #[tokio::test]
