@@ -43,7 +43,7 @@ async fn counted(app: &TestApp, admin: &str) -> Value {
         if by_type(&current) == log_counts(app).await || Instant::now() > deadline {
             return current;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
 }
 
@@ -99,7 +99,7 @@ async fn analytics_counts_match_the_commands_issued_and_survive_a_full_redeliver
                 && info.num_ack_pending == 0
                 && info.ack_floor.stream_sequence > 0;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     let second = summary(&app, &admin).await;
 

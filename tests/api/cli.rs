@@ -161,7 +161,7 @@ async fn serve_creates_its_database_and_stops_gracefully_on_sigterm() {
             .send()
             .await
             .is_ok_and(|r| r.status() == StatusCode::OK);
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
 
     let kill = Command::new("kill")

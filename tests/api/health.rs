@@ -88,7 +88,7 @@ async fn wait_for_status(
         if status == expected || started.elapsed() > deadline {
             return status;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
 }
 

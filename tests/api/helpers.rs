@@ -16,6 +16,12 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::str::FromStr;
 use tokio::sync::oneshot;
 
+/// The pause between two looks at a condition a test waits for. Looking again at once would
+/// spin: on two cores, tests polling flat out starve the servers they are waiting on.
+pub async fn poll_pause() {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
 /// The password of every admin that [`TestApp::admin`] creates.
 pub const ADMIN_PASSWORD: &str = "correct horse battery";
 
@@ -122,7 +128,7 @@ impl TestDatabase {
                         && e.to_string().contains("is being accessed by other users") =>
                 {
                     attempts += 1;
-                    tokio::task::yield_now().await;
+                    poll_pause().await;
                 }
                 Err(e) => panic!("cannot create the test database: {e}"),
             }
@@ -261,7 +267,7 @@ impl OwnNats {
                 std::time::Instant::now() < deadline,
                 "nats-server did not start"
             );
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

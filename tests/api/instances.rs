@@ -50,7 +50,7 @@ async fn ready(client: &reqwest::Client, port: u16) {
         {
             return;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     panic!("instance on {port} never became ready");
 }
@@ -87,7 +87,7 @@ async fn with_the_leader_killed_the_other_instance_keeps_projecting_and_relaying
     ready(&client, second_port).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while leaders(&app).await.len() < 4 && Instant::now() < deadline {
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     let before = leaders(&app).await;
     let register = |port: u16, i: usize| {
@@ -112,7 +112,7 @@ async fn with_the_leader_killed_the_other_instance_keeps_projecting_and_relaying
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut after = leaders(&app).await;
     while !(after.len() == 4 && after.iter().all(|a| a == "second")) && Instant::now() < deadline {
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
         after = leaders(&app).await;
     }
     let log: Vec<String> =
@@ -127,7 +127,7 @@ async fn with_the_leader_killed_the_other_instance_keeps_projecting_and_relaying
         if messages.len() >= log.len() {
             break;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users_view")
         .fetch_one(&app.state.pool)

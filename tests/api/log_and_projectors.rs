@@ -44,7 +44,7 @@ async fn drain_until(
     let deadline = Instant::now() + Duration::from_secs(10);
     while seen.len() < count && Instant::now() < deadline {
         drain(pool, checkpoint, seen).await;
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
 }
 
@@ -241,13 +241,13 @@ async fn a_projector_that_hits_a_bad_event_records_the_error_shows_failed_and_do
         if row.as_ref().is_some_and(|r| r.0 == "failed") {
             break;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     let first_failure = row.clone().unwrap().2;
     // Give a spinning runner plenty of chances to retry; a backing-off one retries once, at 2 s.
     let wait_until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < wait_until {
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     let later: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT updated_at FROM projection_checkpoints WHERE name = 'broken'")
@@ -312,7 +312,7 @@ async fn two_instances_run_each_projector_once_and_the_survivor_takes_over() {
         {
             break;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     let created = second
         .post(

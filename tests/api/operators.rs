@@ -109,7 +109,7 @@ async fn the_cli_shows_status_and_a_reset_needs_yes_then_replays_the_read_model(
         if after == before {
             break;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
 
     let status_out = String::from_utf8_lossy(&status.stdout);

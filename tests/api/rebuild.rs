@@ -50,7 +50,7 @@ async fn replayed(app: &TestApp, pool: &PgPool) -> String {
         if checkpoint == head.position || Instant::now() > deadline {
             return snapshot(pool).await;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
 }
 
@@ -267,7 +267,7 @@ async fn operators_rebuild_over_http_and_from_the_cli() {
         if !rebuilding && remaining == 0 && lock_free {
             break;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     // Off the runtime: a blocking wait would freeze this test's server while the CLI
     // may wait for a lock its projector holds.

@@ -23,7 +23,7 @@ async fn stream_caught_up(app: &TestApp, nats_url: &str, deadline: Duration) -> 
         if messages.len() >= expected || started.elapsed() > deadline {
             return messages;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
 }
 

@@ -38,7 +38,7 @@ async fn refused_within(app: &TestApp, token: &str, limit: Duration) -> Option<D
         if app.get("/api/v1/me", Some(token)).await.status() == StatusCode::UNAUTHORIZED {
             return Some(started.elapsed());
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     None
 }

@@ -77,7 +77,7 @@ impl Receiver {
     async fn wait_for(&self, count: usize, deadline: Duration) -> Vec<Received> {
         let started = Instant::now();
         while self.received().len() < count && started.elapsed() < deadline {
-            tokio::task::yield_now().await;
+            crate::helpers::poll_pause().await;
         }
         self.received()
     }
@@ -195,7 +195,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_three_times_and_the_log_show
         if deliveries["data"].as_array().is_some_and(|d| !d.is_empty()) {
             break;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
 
     assert_eq!(messages.len(), 3);
@@ -363,7 +363,7 @@ async fn an_endpoint_that_answers_410_is_disabled() {
         if current["data"]["enabled"] == false {
             break;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
 
     assert_eq!(current["data"]["enabled"], false);
@@ -402,7 +402,7 @@ async fn consumer_caught_up(app: &TestApp, name: &str) {
                 }
             }
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     panic!("the {name} consumer did not catch up");
 }
@@ -438,7 +438,7 @@ async fn a_failed_delivery_can_be_retried_and_a_replay_covers_events_from_before
         if failed["data"].as_array().is_some_and(|d| !d.is_empty()) {
             break;
         }
-        tokio::task::yield_now().await;
+        crate::helpers::poll_pause().await;
     }
     let delivery = failed["data"][0]["id"].as_str().unwrap().to_owned();
 
