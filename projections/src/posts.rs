@@ -2,6 +2,7 @@
 
 use aggregates::post::PostEvent;
 use async_trait::async_trait;
+use serde::Deserialize;
 use sqlx::PgConnection;
 
 use crate::log::StoredEvent;
@@ -24,16 +25,104 @@ impl Projector for PostsProjector {
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
+        // Runs of consecutive creations go in one statement (a rebuild is mostly those); any
+        // other event first flushes the run, so the log's order is kept.
+        let mut created = NewPosts::default();
         for event in events.iter().filter(|e| e.aggregate_type == "post") {
-            let parsed: PostEvent = serde_json::from_value(event.payload.clone())
+            let parsed = PostEvent::deserialize(&event.payload)
                 .map_err(|e| ProjectionError::bad_event(event, e))?;
             let id = uuid::Uuid::parse_str(&event.aggregate_id)
                 .map_err(|e| ProjectionError::bad_event(event, e))?;
-            apply_one(conn, id, event.sequence, parsed).await?;
+            match parsed {
+                PostEvent::Created {
+                    author_id,
+                    title,
+                    body,
+                    tags,
+                    created_at,
+                    ..
+                } => created.push(
+                    id,
+                    *author_id.as_uuid(),
+                    title,
+                    body,
+                    &tags,
+                    created_at,
+                    event.sequence,
+                ),
+                other => {
+                    created.flush(conn).await?;
+                    apply_one(conn, id, event.sequence, other).await?;
+                }
+            }
         }
+        created.flush(conn).await?;
         Ok(())
     }
 }
+
+/// `post.created` rows waiting to be inserted together.
+#[derive(Default)]
+struct NewPosts {
+    ids: Vec<uuid::Uuid>,
+    authors: Vec<uuid::Uuid>,
+    titles: Vec<String>,
+    bodies: Vec<String>,
+    /// Each post's tags joined by U+001F; tags are `[a-z0-9-]`, so the separator cannot occur.
+    tags: Vec<String>,
+    created: Vec<chrono::DateTime<chrono::Utc>>,
+    versions: Vec<i64>,
+}
+
+impl NewPosts {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        id: uuid::Uuid,
+        author: uuid::Uuid,
+        title: String,
+        body: String,
+        tags: &[String],
+        created_at: chrono::DateTime<chrono::Utc>,
+        version: i64,
+    ) {
+        self.ids.push(id);
+        self.authors.push(author);
+        self.titles.push(title);
+        self.bodies.push(body);
+        self.tags.push(tags.join(TAG_SEPARATOR));
+        self.created.push(created_at);
+        self.versions.push(version);
+    }
+
+    async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO posts_view (id, author_id, title, body, tags, status, created_at, updated_at, version)
+             SELECT e.id, e.author_id, e.title, e.body,
+                    CASE WHEN e.tags = '' THEN '{}'::text[] ELSE string_to_array(e.tags, chr(31)) END,
+                    'draft', e.created_at, e.created_at, e.version
+               FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bigint[])
+                    AS e(id, author_id, title, body, tags, created_at, version)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&self.ids)
+        .bind(&self.authors)
+        .bind(&self.titles)
+        .bind(&self.bodies)
+        .bind(&self.tags)
+        .bind(&self.created)
+        .bind(&self.versions)
+        .execute(&mut *conn)
+        .await?;
+        *self = Self::default();
+        Ok(())
+    }
+}
+
+const TAG_SEPARATOR: &str = "\u{1f}";
 
 async fn apply_one(
     conn: &mut PgConnection,
@@ -42,29 +131,8 @@ async fn apply_one(
     event: PostEvent,
 ) -> Result<(), sqlx::Error> {
     match event {
-        PostEvent::Created {
-            author_id,
-            title,
-            body,
-            tags,
-            created_at,
-            ..
-        } => {
-            sqlx::query(
-                "INSERT INTO posts_view (id, author_id, title, body, tags, status, created_at, updated_at, version)
-                 VALUES ($1, $2, $3, $4, $5, 'draft', $6, $6, $7)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(author_id.as_uuid())
-            .bind(title)
-            .bind(body)
-            .bind(tags)
-            .bind(created_at)
-            .bind(version)
-            .execute(&mut *conn)
-            .await?;
-        }
+        // Batched by the caller.
+        PostEvent::Created { .. } => {}
         PostEvent::Updated {
             title,
             body,
