@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, HeaderMap};
-use projections::log::read_after;
+use projections::log::{read_after, StoredEvent};
 use projections::Position;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::fanout::cloudevents::{cloud_event, subject};
 
-const BATCH: i64 = 500;
+const BATCH: i64 = 1000;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -204,29 +204,49 @@ impl Relay {
         let mut last_sequence = self.reconcile(&mut stream).await?;
         *backoff = FIRST_BACKOFF;
         let mut seen = reconnects.load(Ordering::SeqCst);
+        // Only this session moves the checkpoint while it leads, so it is read once per
+        // (re)connect and then followed in memory.
+        let mut checkpoint = self.checkpoint().await?;
+        let mut read_ahead: Vec<StoredEvent> = Vec::new();
         tracing::info!(stream = %self.settings.stream, "relaying the log to NATS");
         loop {
             let now = reconnects.load(Ordering::SeqCst);
             if now != seen {
                 seen = now;
                 last_sequence = self.reconcile(&mut stream).await?;
+                checkpoint = self.checkpoint().await?;
+                read_ahead.clear();
             }
             self.wake.borrow_and_update();
-            let checkpoint = self.checkpoint().await?;
-            let events = read_after(&self.pool, checkpoint, BATCH).await?;
-            if events.is_empty() {
+            // An empty read-ahead is read again: events may have committed since, and their
+            // wake-up was just taken.
+            let events = if read_ahead.is_empty() {
+                read_after(&self.pool, checkpoint, BATCH).await?
+            } else {
+                std::mem::take(&mut read_ahead)
+            };
+            let Some(last) = events.last().map(|e| e.position) else {
                 let _ = tokio::time::timeout(IDLE_POLL, self.wake.changed()).await;
                 continue;
-            }
-            let batch =
-                publish_onto(&js, &self.settings.subject_prefix, &events, last_sequence).await;
+            };
+            // The next batch is read while JetStream acknowledges this one, so NATS never waits
+            // on Postgres between batches.
+            let (batch, next) = tokio::join!(
+                publish_onto(&js, &self.settings.subject_prefix, &events, last_sequence),
+                read_after(&self.pool, last, BATCH)
+            );
             if let Some(through) = batch.through {
                 self.save(through).await?;
+                checkpoint = through;
                 metrics::counter!("chronicle_relay_published_total").increment(batch.count as u64);
             }
             last_sequence = batch.last_sequence;
             if let Some(error) = batch.error {
                 return Err(error);
+            }
+            if batch.through == Some(last) {
+                // A failed read-ahead only means reading again.
+                read_ahead = next.unwrap_or_default();
             }
         }
     }
