@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 use crate::helpers::{problem, TestApp};
 
@@ -197,4 +198,77 @@ async fn an_api_only_server_and_a_separate_worker_process_still_read_their_write
         exit.success(),
         "the worker stops cleanly on SIGTERM: {exit:?}"
     );
+}
+
+/// A projector added to the code has no checkpoint and empty tables on its first start: the
+/// server must serve at once and build it from the log in the background.
+#[tokio::test]
+async fn a_projector_new_to_the_database_is_built_from_the_log_while_the_api_serves() {
+    let mut first = TestApp::spawn().await;
+    let (_, author, _) = first.register("new-projector@example.com").await;
+    for n in 0..30 {
+        first
+            .create_post(
+                &author,
+                json!({"title": format!("Post {n:02}"), "body": "b", "status": "published"}),
+            )
+            .await;
+    }
+    let database = first
+        .take_database()
+        .expect("the first app owns its database");
+    let config = first.state.config.clone();
+    let url = config.database_url.clone();
+    drop(first);
+    // Having given its database away, the first app leaves its stream to the test.
+    let client = async_nats::connect(config.nats_url.as_str()).await.unwrap();
+    async_nats::jetstream::new(client)
+        .delete_stream(&config.nats_stream)
+        .await
+        .unwrap();
+
+    // What a new projector looks like to the database: no checkpoint row, nothing projected.
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let posts = projections::all_projectors()
+        .into_iter()
+        .find(|p| p.name() == "posts")
+        .expect("the posts projector");
+    for table in posts.tables() {
+        sqlx::query(&format!("TRUNCATE {table}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query("DELETE FROM projection_checkpoints WHERE name = 'posts'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let started = Instant::now();
+    let app = TestApp::spawn_on(database, &[]).await;
+    let health = app.get("/healthz", None).await;
+    assert_eq!(health.status(), StatusCode::OK);
+    let (_, reader, _) = app.register("reader@example.com").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the server served without waiting for the new projector"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let titles = published_titles(&app).await;
+        if titles.len() == 30 {
+            assert_eq!(titles[0], "Post 00");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new projector built {} of 30 posts in 30 s",
+            titles.len()
+        );
+        crate::helpers::poll_pause().await;
+    }
+    let me = app.get("/api/v1/me", Some(&reader)).await;
+    assert_eq!(me.status(), StatusCode::OK);
 }
