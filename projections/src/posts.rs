@@ -20,6 +20,10 @@ impl Projector for PostsProjector {
         &["posts_view"]
     }
 
+    fn handles(&self, event: &StoredEvent) -> bool {
+        event.aggregate_type == "post"
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,

@@ -50,6 +50,12 @@ pub trait Projector: Send + Sync + 'static {
     /// The tables this projector owns, emptied by a reset.
     fn tables(&self) -> &'static [&'static str];
 
+    /// Whether applying this event can change the read model. A batch with nothing this
+    /// projector handles costs no transaction: the runner only moves its position.
+    fn handles(&self, _event: &StoredEvent) -> bool {
+        true
+    }
+
     /// Applies events in log order inside the runner's transaction. Must be idempotent per
     /// event (set values, upsert), though the checkpoint already prevents repeats.
     async fn apply(
@@ -187,6 +193,16 @@ const BATCH_SIZE: i64 = 500;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 const LEADER_CHECK: Duration = Duration::from_secs(2);
 const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
+/// How stale the stored checkpoint may get while only irrelevant events pass by.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// Where this runner believes the checkpoint is: `persisted` is what it last stored (or
+/// read), `current` is past events it skipped because they were not its projector's.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    persisted: Position,
+    current: Position,
+}
 
 pub struct Runner {
     pool: PgPool,
@@ -194,6 +210,8 @@ pub struct Runner {
     projector: Arc<dyn Projector>,
     progress: Arc<Progress>,
     wake: watch::Receiver<u64>,
+    cursor: std::sync::Mutex<Option<Cursor>>,
+    last_flush: std::sync::Mutex<Instant>,
 }
 
 impl Runner {
@@ -210,6 +228,8 @@ impl Runner {
             projector,
             progress,
             wake: wake.subscribe(),
+            cursor: std::sync::Mutex::new(None),
+            last_flush: std::sync::Mutex::new(Instant::now()),
         }
     }
 
@@ -227,21 +247,98 @@ impl Runner {
         Ok(())
     }
 
+    fn cursor(&self) -> Option<Cursor> {
+        self.cursor.lock().ok().and_then(|c| *c)
+    }
+
+    fn set_cursor(&self, cursor: Option<Cursor>) {
+        if let Ok(mut slot) = self.cursor.lock() {
+            *slot = cursor;
+        }
+    }
+
     /// Applies one batch; returns how many events it applied (0 when caught up).
+    ///
+    /// Every event of the log passes every projector, and most are not its own. So a runner
+    /// that knows where its checkpoint is looks for new events without a transaction; a batch
+    /// with nothing for its projector only moves the position in memory (stored by
+    /// [`Runner::flush`]); a batch with work takes the checkpoint's lock and applies only if
+    /// the checkpoint is still the one this runner stored. Skipped events are by definition
+    /// no-ops for this projector, so jumping over them is safe; a checkpoint moved by anyone
+    /// else (a reset, a rebuild's swap, another runner) sends it back to the locked read.
     pub async fn step(&self) -> Result<usize, ProjectionError> {
+        // A reset or a rebuild's swap moves the stored checkpoint: then start over from it.
+        if let Some(cursor) = self.cursor() {
+            if self.stored_checkpoint().await? != cursor.persisted {
+                self.set_cursor(None);
+            }
+        }
+        if let Some(cursor) = self.cursor() {
+            let events = log::read_after(&self.pool, cursor.current, BATCH_SIZE).await?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                self.progress.advance(self.name(), cursor.current);
+                return Ok(0);
+            };
+            if !events.iter().any(|e| self.projector.handles(e)) {
+                self.set_cursor(Some(Cursor {
+                    current: last,
+                    ..cursor
+                }));
+                self.progress.advance(self.name(), last);
+                return Ok(events.len());
+            }
+            let mut tx = self.pool.begin().await?;
+            if self.lock_checkpoint(&mut tx).await? == cursor.persisted {
+                self.apply_and_commit(tx, &events, last).await?;
+                return Ok(events.len());
+            }
+            tx.rollback().await?;
+            self.set_cursor(None);
+        }
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
-            .bind(self.name())
-            .fetch_one(&mut *tx)
-            .await?;
-        let checkpoint = Position::new(row.try_get("transaction_id")?, row.try_get("position")?);
+        let checkpoint = self.lock_checkpoint(&mut tx).await?;
         let events = log::read_after(&mut *tx, checkpoint, BATCH_SIZE).await?;
         let Some(last) = events.last().map(|e| e.position) else {
             tx.rollback().await?;
+            self.set_cursor(Some(Cursor {
+                persisted: checkpoint,
+                current: checkpoint,
+            }));
             self.progress.advance(self.name(), checkpoint);
             return Ok(0);
         };
-        self.projector.apply(&mut tx, &events).await?;
+        self.apply_and_commit(tx, &events, last).await?;
+        Ok(events.len())
+    }
+
+    async fn stored_checkpoint(&self) -> Result<Position, sqlx::Error> {
+        let (tx, pos): (i64, i64) = sqlx::query_as(
+            "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1",
+        )
+        .bind(self.name())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Position::new(tx, pos))
+    }
+
+    async fn lock_checkpoint(&self, conn: &mut PgConnection) -> Result<Position, sqlx::Error> {
+        let row = sqlx::query("SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+            .bind(self.name())
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(Position::new(
+            row.try_get("transaction_id")?,
+            row.try_get("position")?,
+        ))
+    }
+
+    async fn apply_and_commit(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        events: &[StoredEvent],
+        last: Position,
+    ) -> Result<(), ProjectionError> {
+        self.projector.apply(&mut tx, events).await?;
         sqlx::query(
             "UPDATE projection_checkpoints
                 SET transaction_id = $2, position = $3, status = 'running', last_error = NULL, updated_at = now()
@@ -253,8 +350,47 @@ impl Runner {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.set_cursor(Some(Cursor {
+            persisted: last,
+            current: last,
+        }));
         self.progress.advance(self.name(), last);
-        Ok(events.len())
+        Ok(())
+    }
+
+    /// Stores the position reached by skipping events, if the stored checkpoint is still the
+    /// one this runner knows (a reset or another runner may have moved it; then it re-reads).
+    pub async fn flush(&self) -> Result<(), sqlx::Error> {
+        let Some(cursor) = self.cursor().filter(|c| c.current != c.persisted) else {
+            return Ok(());
+        };
+        let stored = sqlx::query(
+            "UPDATE projection_checkpoints
+                SET transaction_id = $2, position = $3, status = 'running', last_error = NULL, updated_at = now()
+              WHERE name = $1 AND transaction_id = $4 AND position = $5",
+        )
+        .bind(self.name())
+        .bind(cursor.current.transaction_id)
+        .bind(cursor.current.position)
+        .bind(cursor.persisted.transaction_id)
+        .bind(cursor.persisted.position)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        self.set_cursor((stored == 1).then_some(Cursor {
+            persisted: cursor.current,
+            current: cursor.current,
+        }));
+        if let Ok(mut at) = self.last_flush.lock() {
+            *at = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn flush_due(&self) -> bool {
+        self.last_flush
+            .lock()
+            .map_or(true, |at| at.elapsed() >= FLUSH_EVERY)
     }
 
     /// Steps until caught up; for tests and rebuilds.
@@ -262,7 +398,10 @@ impl Runner {
         let mut total = 0;
         loop {
             match self.step().await? {
-                0 => return Ok(total),
+                0 => {
+                    self.flush().await?;
+                    return Ok(total);
+                }
                 n => total += n,
             }
         }
@@ -290,6 +429,8 @@ impl Runner {
             }
             let mut leader =
                 lead_as(&self.database_url, &format!("projector:{}", self.name())).await;
+            // Another leader may have moved the checkpoint while this one stood by.
+            self.set_cursor(None);
             let mut last_check = Instant::now();
             let mut failures: u32 = 0;
             loop {
@@ -297,6 +438,11 @@ impl Runner {
                 match self.step().await {
                     Ok(0) => {
                         failures = 0;
+                        if self.flush_due() {
+                            if let Err(e) = self.flush().await {
+                                tracing::warn!(projector = self.name(), error = %e, "cannot store the checkpoint; retrying");
+                            }
+                        }
                         self.idle().await;
                     }
                     Ok(_) => failures = 0,

@@ -19,6 +19,10 @@ impl Projector for SessionsProjector {
         &["sessions_view"]
     }
 
+    fn handles(&self, event: &StoredEvent) -> bool {
+        event.aggregate_type == "session"
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,

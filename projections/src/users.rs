@@ -19,6 +19,10 @@ impl Projector for UsersProjector {
         &["users_view"]
     }
 
+    fn handles(&self, event: &StoredEvent) -> bool {
+        event.aggregate_type == "user"
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,
