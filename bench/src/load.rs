@@ -20,9 +20,15 @@ pub struct Outcome {
     pub ops: u64,
     pub errors: u64,
     pub cpu: CpuUse,
+    /// Postgres transactions (each autocommitted statement is one) in the whole cluster.
+    pub pg_transactions: f64,
 }
 
 impl Outcome {
+    pub fn transactions_per_op(&self) -> f64 {
+        self.pg_transactions / self.ops.max(1) as f64
+    }
+
     /// Server and Postgres CPU milliseconds per successful operation.
     pub fn cpu_ms_per_op(&self) -> (f64, f64) {
         let ops = self.ops.max(1) as f64;
@@ -38,6 +44,25 @@ impl Outcome {
 pub struct Watch {
     pub server: Option<u32>,
     pub postmaster: Option<u32>,
+    /// The cluster whose transaction counters to read.
+    pub pg_port: Option<u16>,
+}
+
+/// Committed and rolled-back transactions of the cluster so far. Backends publish their
+/// counters about once a second, so a run of several seconds is counted to within a second.
+pub async fn cluster_transactions(port: Option<u16>) -> f64 {
+    use sqlx::Connection;
+    let Some(port) = port else { return 0.0 };
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let Ok(mut conn) = sqlx::PgConnection::connect(&url).await else {
+        return 0.0;
+    };
+    let total: Result<f64, _> =
+        sqlx::query_scalar("SELECT sum(xact_commit + xact_rollback)::float8 FROM pg_stat_database")
+            .fetch_one(&mut conn)
+            .await;
+    let _ = conn.close().await;
+    total.unwrap_or(0.0)
 }
 
 pub const WRK_REPORT: &str = include_str!("../lua/report.lua");
@@ -89,6 +114,7 @@ pub async fn wrk(
     watch: Watch,
 ) -> anyhow::Result<Outcome> {
     let threads = connections.clamp(1, 2);
+    let transactions = cluster_transactions(watch.pg_port).await;
     let meter = CpuMeter::start(watch.server, watch.postmaster);
     let output = tokio::process::Command::new("wrk")
         .args([
@@ -110,6 +136,7 @@ pub async fn wrk(
         .await
         .context("running wrk")?;
     let cpu = meter.stop();
+    let pg_transactions = cluster_transactions(watch.pg_port).await - transactions;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!(
@@ -132,6 +159,7 @@ pub async fn wrk(
         ops: ok,
         errors,
         cpu,
+        pg_transactions,
     })
 }
 
@@ -157,6 +185,7 @@ impl Pgbench {
             .work_dir
             .join(format!("pgbench-log-{}", rand::random::<u32>()));
         std::fs::create_dir_all(&log_dir)?;
+        let transactions = cluster_transactions(watch.pg_port).await;
         let meter = CpuMeter::start(None, watch.postmaster);
         let output = tokio::process::Command::new(&self.binary)
             .args([
@@ -189,6 +218,7 @@ impl Pgbench {
             .await
             .context("running pgbench")?;
         let cpu = meter.stop();
+        let pg_transactions = cluster_transactions(watch.pg_port).await - transactions;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if !output.status.success() {
             let _ = std::fs::remove_dir_all(&log_dir);
@@ -221,6 +251,7 @@ impl Pgbench {
                 server_secs: 0.0,
                 ..cpu
             },
+            pg_transactions,
         })
     }
 }

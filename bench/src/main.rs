@@ -90,10 +90,20 @@ const ALL: [Command; 7] = [
     Command::Fanout,
 ];
 
+/// The checkout being measured: where `cargo run` was started (it sets CARGO_MANIFEST_DIR
+/// to bench/), else the working directory, else where this binary was built from.
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    let is_root = |dir: &Path| dir.join("bench/Cargo.toml").is_file();
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(|bench| bench.parent().map(Path::to_path_buf))
+        .filter(|dir| is_root(dir))
+        .or_else(|| std::env::current_dir().ok().filter(|dir| is_root(dir)))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        })
 }
 
 fn main() -> ExitCode {

@@ -43,6 +43,13 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     })
 }
 
+/// CPU seconds of this process's children that have exited and been waited for.
+pub fn reaped_children_cpu_seconds() -> f64 {
+    stat_fields(std::process::id()).map_or(0.0, |f| {
+        (field(&f, CUTIME) + field(&f, CSTIME)) / ticks_per_second()
+    })
+}
+
 /// CPU seconds of a process tree one level deep, including children that have exited and been
 /// reaped (Postgres: the postmaster reaps its backends, so their time lands in its cutime).
 pub fn tree_cpu_seconds(root: u32) -> f64 {

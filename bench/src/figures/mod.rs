@@ -41,8 +41,8 @@ impl Settings {
         Self {
             quick: false,
             runs: 3,
-            run_secs: 10,
-            warmup_secs: 4,
+            run_secs: 8,
+            warmup_secs: 3,
             concurrency: vec![8, 32],
             update_posts: 2_000,
             update_history: 100,
@@ -120,6 +120,7 @@ impl Ctx<'_> {
         Watch {
             server: server.map(|s| s.pid),
             postmaster: self.services.pg.postmaster_pid(),
+            pg_port: Some(self.services.pg.port),
         }
     }
 
@@ -193,11 +194,21 @@ pub fn cpu_note(label: &str, runs: &[Outcome]) -> String {
     let busy = Spread::of(runs.iter().map(|o| o.cpu.machine_busy * 100.0).collect());
     let mut text = format!("{label}: CPU per operation ");
     if server.median > 0.0 {
-        text.push_str(&format!("{:.3} ms in the server process + ", server.median));
+        text.push_str(&format!(
+            "{:.3} ms in the process under test + ",
+            server.median
+        ));
     }
     text.push_str(&format!(
         "{:.3} ms in Postgres; machine {:.0}% busy",
         postgres.median, busy.median
     ));
+    let transactions = Spread::of(runs.iter().map(Outcome::transactions_per_op).collect());
+    if transactions.median > 0.0 {
+        text.push_str(&format!(
+            "; {:.1} Postgres transactions per operation",
+            transactions.median
+        ));
+    }
     text
 }

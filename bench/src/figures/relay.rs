@@ -92,6 +92,7 @@ pub async fn relay(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
             ops: relayed as u64,
             errors: 0,
             cpu,
+            pg_transactions: 0.0,
         });
         let mut stream = js.get_stream(&config.stream).await?;
         let info = stream.info().await?.clone();
@@ -178,6 +179,7 @@ async fn publish_raw(
         ops: s.relay_events as u64,
         errors: 0,
         cpu,
+        pg_transactions: 0.0,
     })
 }
 
