@@ -26,6 +26,9 @@ pub struct StoredEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+// The output renames `transaction_id` to its bigint form, and ORDER BY prefers output
+// names: every ORDER BY below qualifies `events.` so it sorts by the indexed xid8 column and
+// walks `events_log_order`, instead of sorting every remaining event of the log.
 const COLUMNS: &str =
     "event_id, transaction_id::text::bigint AS transaction_id, position, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
@@ -71,7 +74,7 @@ pub async fn read_filtered<'e>(
             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
             AND ($4::text IS NULL OR aggregate_type = $4)
             AND ($5::text IS NULL OR event_type = $5)
-          ORDER BY transaction_id, position
+          ORDER BY events.transaction_id, events.position
           LIMIT $3"
     );
     let rows = sqlx::query(&sql)
@@ -99,7 +102,7 @@ pub async fn read_last<'e>(
           WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
             AND ($2::text IS NULL OR aggregate_type = $2)
             AND ($3::text IS NULL OR event_type = $3)
-          ORDER BY transaction_id DESC, position DESC
+          ORDER BY events.transaction_id DESC, events.position DESC
           LIMIT $1"
     );
     let rows = sqlx::query(&sql)
@@ -121,7 +124,7 @@ pub async fn head<'e>(executor: impl PgExecutor<'e>) -> Result<Position, sqlx::E
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, position FROM events
           WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY transaction_id DESC, position DESC LIMIT 1",
+          ORDER BY events.transaction_id DESC, events.position DESC LIMIT 1",
     )
     .fetch_optional(executor)
     .await?;
