@@ -66,7 +66,7 @@ pub fn write(results: &Results, path: &Path, analysis: Option<&str>) -> anyhow::
     writeln!(
         doc,
         "One figure alone: `cargo run --release -p bench -- <commands|updates|reads|deep-page|rebuild|relay|fanout>`; \
-         `--quick` for small sizes (about 3 minutes for `all`). The full `all` run takes about 15 minutes. \
+         `--quick` for small sizes (about 4 minutes for `all`). The full `all` run takes about 20 minutes. \
          It builds the release `chronicle` binary first and installs `wrk`, `nats-server` and Postgres from Debian if they are missing (as root).\n"
     )?;
     writeln!(doc, "Machine:\n")?;

@@ -1,7 +1,7 @@
 //! Chronicle's benchmark harness: every figure of issue #8 against a baseline measured in the
 //! same run, on throwaway Postgres and NATS instances it starts and removes itself.
 //!
-//! `cargo run --release -p bench -- all` runs everything (about 15 minutes on two cores) and
+//! `cargo run --release -p bench -- all` runs everything (about 20 minutes on two cores) and
 //! writes bench/results/latest.json, bench/chart.svg and BENCHMARKS.md; a figure's name runs
 //! that figure alone and merges it into the results; `--quick` uses small sizes.
 
@@ -34,7 +34,7 @@ use report::{Figure, Results};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Small sizes and 2-second runs (about 3 minutes for `all`), for development.
+    /// Small sizes and 2-second runs (about 4 minutes for `all`), for development.
     #[arg(long, global = true)]
     quick: bool,
     /// Runs per point (default 3).
