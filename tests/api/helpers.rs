@@ -287,6 +287,18 @@ impl Drop for OwnNats {
     }
 }
 
+/// Deletes an app's NATS stream, for a test whose first app gave its database away (and with
+/// it the stream's clean-up on drop).
+pub async fn delete_stream(config: &Config) {
+    let client = async_nats::connect(config.nats_url.as_str())
+        .await
+        .expect("NATS");
+    async_nats::jetstream::new(client)
+        .delete_stream(&config.nats_stream)
+        .await
+        .expect("the test's stream is deleted");
+}
+
 /// Every message of a stream, in stream order, as JSON documents.
 pub async fn stream_messages(nats_url: &str, stream: &str) -> Vec<Value> {
     let client = async_nats::connect(nats_url)

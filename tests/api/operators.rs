@@ -220,12 +220,7 @@ async fn a_projector_new_to_the_database_is_built_from_the_log_while_the_api_ser
     let config = first.state.config.clone();
     let url = config.database_url.clone();
     drop(first);
-    // Having given its database away, the first app leaves its stream to the test.
-    let client = async_nats::connect(config.nats_url.as_str()).await.unwrap();
-    async_nats::jetstream::new(client)
-        .delete_stream(&config.nats_stream)
-        .await
-        .unwrap();
+    crate::helpers::delete_stream(&config).await;
 
     // What a new projector looks like to the database: no checkpoint row, nothing projected.
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();

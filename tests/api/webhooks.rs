@@ -327,13 +327,7 @@ async fn a_delivery_scheduled_before_a_restart_is_still_delivered() {
     let config = successor.state.config.clone();
     drop(successor);
     drop(database);
-    let client = async_nats::connect(config.nats_url.as_str())
-        .await
-        .expect("NATS");
-    async_nats::jetstream::new(client)
-        .delete_stream(&config.nats_stream)
-        .await
-        .expect("the test's stream is deleted");
+    crate::helpers::delete_stream(&config).await;
 }
 
 #[tokio::test]
