@@ -25,6 +25,51 @@ impl SqlType {
     }
 }
 
+impl SqlType {
+    /// The value in a form this type's cast always takes, or `None`. Cursor values are cast in
+    /// SQL, where one that does not parse would be an error rather than a refusal, so a cursor
+    /// is checked (and normalised) before it reaches a query.
+    pub fn normalize(&self, value: &str) -> Option<String> {
+        match self {
+            SqlType::Text => (!value.contains('\0')).then(|| value.to_owned()),
+            SqlType::Timestamp => normalize_timestamp(value),
+        }
+    }
+}
+
+fn normalize_timestamp(value: &str) -> Option<String> {
+    // `published_at` sorts missing values as -infinity, and `::text` writes it so.
+    if value == "infinity" || value == "-infinity" {
+        return Some(value.to_owned());
+    }
+    // Postgres writes `2026-01-01 10:00:00.123456+00`; RFC 3339 is accepted too.
+    let parsed = DateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .or_else(|_| DateTime::parse_from_rfc3339(value))
+        .ok()?
+        .with_timezone(&Utc);
+    // Years past 9999 would print in a form Postgres does not read back.
+    if !(1..=9999).contains(&chrono::Datelike::year(&parsed)) {
+        return None;
+    }
+    Some(parsed.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
+/// The values of a cursor for `sort` (its keys, then the id), normalised, or `None` when their
+/// number or any value does not fit.
+pub fn cursor_values(sort: &[Sort], values: &[String]) -> Option<Vec<String>> {
+    if values.len() != sort.len() + 1 {
+        return None;
+    }
+    let (keys, id) = values.split_at(sort.len());
+    let mut normalized: Vec<String> = sort
+        .iter()
+        .zip(keys)
+        .map(|(s, value)| s.key.ty.normalize(value))
+        .collect::<Option<_>>()?;
+    normalized.push(uuid::Uuid::parse_str(id.first()?).ok()?.to_string());
+    Some(normalized)
+}
+
 /// A field a resource may be sorted by: its public name and the SQL expression behind it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SortKey {
@@ -63,6 +108,12 @@ pub enum Condition {
     /// Matches nothing (e.g. someone else's drafts).
     Nothing,
 }
+
+/// How deep offset pagination reaches: a page must start within the first this many rows, and
+/// `total` counts at most this many. Deeper offsets cost a scan of every row skipped (and an
+/// exact count a scan of every match), which anyone could make the server do; cursors reach
+/// any depth at the cost of page 1.
+pub const MAX_OFFSET_ROWS: i64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Page {
@@ -260,9 +311,17 @@ where
 
     let total = match query.page {
         Page::Offset(_) => {
-            let mut count =
-                QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM {}", query.table));
+            // Counted over the reachable window only, so the count stops after
+            // MAX_OFFSET_ROWS matches however many rows there are.
+            let mut count = QueryBuilder::<Postgres>::new(format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {}",
+                query.table
+            ));
             push_where(&mut count, &query.conditions);
+            count
+                .push(" LIMIT ")
+                .push_bind(MAX_OFFSET_ROWS)
+                .push(") AS reachable");
             Some(count.build_query_scalar::<i64>().fetch_one(pool).await?)
         }
         Page::After(_) => None,
@@ -284,5 +343,72 @@ impl<T> Listed<T> {
             last_values: self.last_values,
             total: self.total,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CREATED: SortKey = SortKey {
+        field: "created_at",
+        expr: "created_at",
+        ty: SqlType::Timestamp,
+    };
+    const TITLE: SortKey = SortKey {
+        field: "title",
+        expr: "title",
+        ty: SqlType::Text,
+    };
+
+    fn sort(key: SortKey) -> Vec<Sort> {
+        vec![Sort {
+            key,
+            descending: true,
+        }]
+    }
+
+    fn values(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    const ID: &str = "0190b3c2-7a4e-7c3d-8e2f-1a2b3c4d5e6f";
+
+    #[test]
+    fn postgres_timestamps_and_infinity_are_kept_to_the_microsecond() {
+        for (raw, normal) in [
+            (
+                "2026-01-02 03:04:05.123456+00",
+                "2026-01-02T03:04:05.123456Z",
+            ),
+            ("2026-01-02 03:04:05+05:30", "2026-01-01T21:34:05.000000Z"),
+            ("2026-01-02T03:04:05.5Z", "2026-01-02T03:04:05.500000Z"),
+            ("-infinity", "-infinity"),
+        ] {
+            assert_eq!(
+                cursor_values(&sort(CREATED), &values(&[raw, ID])),
+                Some(values(&[normal, ID])),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_a_cast_would_choke_on_are_refused() {
+        for bad in [
+            values(&["garbage", ID]),
+            values(&["2026-13-01 00:00:00+00", ID]),
+            values(&["2026-01-01 00:00:00+00", "not-a-uuid"]),
+            values(&["2026-01-01 00:00:00+00"]),
+            values(&["2026-01-01 00:00:00+00", ID, ID]),
+            values(&["0000-01-01 00:00:00+00", ID]),
+        ] {
+            assert_eq!(cursor_values(&sort(CREATED), &bad), None, "{bad:?}");
+        }
+        assert_eq!(cursor_values(&sort(TITLE), &values(&["a\0b", ID])), None);
+        assert_eq!(
+            cursor_values(&sort(TITLE), &values(&["any title", ID])),
+            Some(values(&["any title", ID]))
+        );
     }
 }

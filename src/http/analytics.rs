@@ -31,11 +31,20 @@ const METRICS: [&str; 5] = [
     "active_users",
 ];
 
+/// The longest range a summary covers: its counts (distinct active users above all) cost a scan
+/// of every bucket in range.
+const MAX_SUMMARY_DAYS: i64 = 31;
+/// The longest range of an hourly series (745 buckets).
+const MAX_HOURLY_DAYS: i64 = 31;
+/// The longest range of a daily series (a leap year and a day of buckets).
+const MAX_DAILY_DAYS: i64 = 366;
+
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct RangeParams {
-    /// RFC 3339; truncated to the hour. Default: 24 hours before `to`.
+    /// RFC 3339; truncated to the hour. Default: 24 hours before `to`. At most 31 days before
+    /// `to` (else 400 naming `from`).
     from: Option<DateTime<Utc>>,
     /// RFC 3339; truncated to the hour, inclusive. Default: now.
     to: Option<DateTime<Utc>>,
@@ -49,7 +58,8 @@ pub struct SeriesParams {
     metric: String,
     /// `hour` (default) or `day`.
     interval: Option<String>,
-    /// RFC 3339; truncated to the hour.
+    /// RFC 3339; truncated to the hour. Default: 24 hours before `to`. At most 31 days before
+    /// `to` with `interval=hour`, 366 days with `interval=day` (else 400 naming `from`).
     from: Option<DateTime<Utc>>,
     /// RFC 3339; truncated to the hour, inclusive.
     to: Option<DateTime<Utc>>,
@@ -99,6 +109,18 @@ fn parse(params: &QueryParams, extra: &[&str]) -> Result<(Range, Map<String, Val
     Ok((Range { from, to }, rest))
 }
 
+/// Refuses a range longer than `days`: the cost of an answer grows with its range.
+fn within(range: &Range, days: i64, what: &str) -> Result<(), ApiError> {
+    if range.to - range.from > Duration::days(days) {
+        return Err(bad_parameter(
+            "from",
+            "RANGE",
+            &format!("must be at most {days} days before `to` {what}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Totals over a range.
 #[utoipa::path(
     get,
@@ -119,6 +141,7 @@ async fn summary(
     params: QueryParams,
 ) -> Result<Response, ApiError> {
     let (range, _) = parse(&params, &[])?;
+    within(&range, MAX_SUMMARY_DAYS, "for a summary")?;
     let rows = sqlx::query(
         "SELECT event_type, sum(count)::bigint AS n FROM analytics_hourly
           WHERE bucket BETWEEN $1 AND $2 GROUP BY event_type ORDER BY event_type",
@@ -194,6 +217,14 @@ async fn timeseries(
         i @ ("hour" | "day") => i,
         _ => return Err(bad_parameter("interval", "ENUM", "must be hour or day")),
     };
+    match interval {
+        "day" => within(&range, MAX_DAILY_DAYS, "with interval=day")?,
+        _ => within(
+            &range,
+            MAX_HOURLY_DAYS,
+            "with interval=hour (use interval=day for longer ranges)",
+        )?,
+    }
     let value_sql = match metric {
         "active_users" => {
             "(SELECT count(DISTINCT user_id) FROM analytics_active_users a

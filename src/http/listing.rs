@@ -2,7 +2,9 @@
 //! (a bad value is a 400 naming the parameter, never a 500), and list answers.
 //!
 //! Cursors are opaque and tamper-evident: the last row's sort values and the sort they belong
-//! to, signed with an HMAC, so a modified cursor or one reused with another sort is refused.
+//! to, signed with a full-length HMAC-SHA256 tag, so a modified, truncated or forged cursor or
+//! one reused with another sort is refused; its values are checked against the sort keys' types
+//! too, so even a validly signed one never makes a query fail.
 
 use std::collections::HashMap;
 
@@ -14,7 +16,7 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use projections::listing::{Listed, Page, Sort, SortKey};
+use projections::listing::{Listed, Page, Sort, SortKey, MAX_OFFSET_ROWS};
 use projections::Position;
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -193,7 +195,7 @@ impl ListRequest {
                 }
             },
             (None, Some(cursor)) => {
-                match decode_cursor(cursor, &scope(spec, &sort_text), sort.len() + 1, cursor_key) {
+                match decode_cursor(cursor, &scope(spec, &sort_text), &sort, cursor_key) {
                     Some(values) => Page::After(Some(values)),
                     None => {
                         errors.push(FieldError::new(
@@ -207,6 +209,22 @@ impl ListRequest {
             }
             (None, None) => Page::After(None),
         };
+
+        if let Page::Offset(number) = &page {
+            // Pages reach as deep as their first row lies within the window.
+            let deepest = (MAX_OFFSET_ROWS + limit - 1) / limit;
+            if *number > deepest {
+                errors.push(FieldError::new(
+                    "page",
+                    "RANGE",
+                    format!(
+                        "must be at most {deepest} with limit={limit}: pages reach only the \
+                         first {MAX_OFFSET_ROWS} rows; use cursor pagination (without page=, \
+                         follow next_cursor) to go further"
+                    ),
+                ));
+            }
+        }
 
         if !errors.is_empty() {
             return Err(bad(errors));
@@ -385,7 +403,7 @@ fn signature(key: &[u8], payload: &str) -> Vec<u8> {
         Err(_) => return Vec::new(),
     };
     mac.update(payload.as_bytes());
-    mac.finalize().into_bytes()[..16].to_vec()
+    mac.finalize().into_bytes().to_vec()
 }
 
 pub fn encode_cursor(sort_text: &str, values: &[String], key: &[u8]) -> String {
@@ -394,56 +412,93 @@ pub fn encode_cursor(sort_text: &str, values: &[String], key: &[u8]) -> String {
     format!("{payload}.{sig}")
 }
 
-fn decode_cursor(
-    cursor: &str,
-    sort_text: &str,
-    expected_values: usize,
-    key: &[u8],
-) -> Option<Vec<String>> {
+fn decode_cursor(cursor: &str, sort_text: &str, sort: &[Sort], key: &[u8]) -> Option<Vec<String>> {
     let (payload, sig) = cursor.split_once('.')?;
     let given = URL_SAFE_NO_PAD.decode(sig).ok()?;
     let mut mac = HmacSha256::new_from_slice(key).ok()?;
     mac.update(payload.as_bytes());
-    mac.verify_truncated_left(&given).ok()?;
+    // The whole tag, compared in constant time: a shortened tag is tampering, and accepting a
+    // prefix would let anyone guess one byte in 256 tries.
+    mac.verify_slice(&given).ok()?;
     let decoded: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
     if decoded["s"] != sort_text {
         return None;
     }
     let values: Vec<String> = serde_json::from_value(decoded["v"].clone()).ok()?;
-    (values.len() == expected_values).then_some(values)
+    projections::listing::cursor_values(sort, &values)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use projections::listing::SqlType;
+
+    const ID: &str = "0190b3c2-7a4e-7c3d-8e2f-1a2b3c4d5e6f";
+
+    fn by_created() -> Vec<Sort> {
+        vec![Sort {
+            key: SortKey {
+                field: "created_at",
+                expr: "created_at",
+                ty: SqlType::Timestamp,
+            },
+            descending: true,
+        }]
+    }
 
     #[test]
     fn a_cursor_round_trips_and_any_change_to_it_is_refused() {
-        let values = vec!["2026-01-01 00:00:00+00".to_owned(), "0190-id".to_owned()];
+        let sort = by_created();
+        let values = vec!["2026-01-01T00:00:00.000000Z".to_owned(), ID.to_owned()];
         let cursor = encode_cursor("-created_at", &values, b"key");
 
         assert_eq!(
-            decode_cursor(&cursor, "-created_at", 2, b"key"),
+            decode_cursor(&cursor, "-created_at", &sort, b"key"),
             Some(values)
         );
         assert_eq!(
-            decode_cursor(&cursor, "title", 2, b"key"),
+            decode_cursor(&cursor, "title", &sort, b"key"),
             None,
             "another sort"
         );
-        assert_eq!(decode_cursor(&cursor, "-created_at", 2, b"other key"), None);
+        assert_eq!(
+            decode_cursor(&cursor, "-created_at", &sort, b"other key"),
+            None
+        );
         let mut tampered = cursor.clone().into_bytes();
         tampered[3] ^= 1;
         assert_eq!(
             decode_cursor(
                 &String::from_utf8(tampered).unwrap(),
                 "-created_at",
-                2,
+                &sort,
                 b"key"
             ),
             None
         );
-        assert_eq!(decode_cursor("garbage", "-created_at", 2, b"key"), None);
+        assert_eq!(decode_cursor("garbage", "-created_at", &sort, b"key"), None);
+    }
+
+    #[test]
+    fn a_shortened_tag_is_refused_however_short() {
+        let sort = by_created();
+        let values = vec!["2026-01-01T00:00:00.000000Z".to_owned(), ID.to_owned()];
+        let cursor = encode_cursor("-created_at", &values, b"key");
+        let (payload, sig) = cursor.split_once('.').unwrap();
+        let tag = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        assert_eq!(tag.len(), 32);
+        for keep in [1, 16, 31] {
+            let short = format!("{payload}.{}", URL_SAFE_NO_PAD.encode(&tag[..keep]));
+            assert_eq!(decode_cursor(&short, "-created_at", &sort, b"key"), None);
+        }
+    }
+
+    #[test]
+    fn a_signed_cursor_with_values_of_the_wrong_type_is_refused() {
+        let sort = by_created();
+        let bad = vec!["not a time".to_owned(), ID.to_owned()];
+        let cursor = encode_cursor("-created_at", &bad, b"key");
+        assert_eq!(decode_cursor(&cursor, "-created_at", &sort, b"key"), None);
     }
 }

@@ -246,19 +246,19 @@ async fn every_route_gives_each_kind_of_caller_the_documented_status() {
             Method::PATCH,
             "/api/v1/posts/{draft}",
             patch_post.clone(),
-            [S::UNAUTHORIZED, S::FORBIDDEN, S::OK, S::OK, S::OK],
+            [S::UNAUTHORIZED, S::NOT_FOUND, S::OK, S::OK, S::OK],
         ),
         (
             Method::PUT,
             "/api/v1/posts/{draft}",
             put_post.clone(),
-            [S::UNAUTHORIZED, S::FORBIDDEN, S::OK, S::OK, S::OK],
+            [S::UNAUTHORIZED, S::NOT_FOUND, S::OK, S::OK, S::OK],
         ),
         (
             p.clone(),
             "/api/v1/posts/{draft}/publish",
             empty.clone(),
-            [S::UNAUTHORIZED, S::FORBIDDEN, S::OK, S::OK, S::OK],
+            [S::UNAUTHORIZED, S::NOT_FOUND, S::OK, S::OK, S::OK],
         ),
         (
             p.clone(),
@@ -272,7 +272,7 @@ async fn every_route_gives_each_kind_of_caller_the_documented_status() {
             none.clone(),
             [
                 S::UNAUTHORIZED,
-                S::FORBIDDEN,
+                S::NOT_FOUND,
                 S::NO_CONTENT,
                 S::NO_CONTENT,
                 S::NO_CONTENT,

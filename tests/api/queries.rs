@@ -1711,7 +1711,7 @@ async fn a_nul_byte_in_a_text_filter_is_a_400_naming_the_parameter_not_a_500() {
 }
 
 #[tokio::test]
-async fn a_page_number_far_past_the_end_is_an_empty_page_not_a_500() {
+async fn a_page_number_far_past_the_end_is_an_empty_page_or_past_reach_a_400_never_a_500() {
     let app = spawn_app().await;
     let (_, token, _) = app.register("far@example.com").await;
     app.create_post(
@@ -1723,6 +1723,13 @@ async fn a_page_number_far_past_the_end_is_an_empty_page_not_a_500() {
     let response = get_with(
         &app,
         "/api/v1/posts",
+        &[("page", "100"), ("limit", "100")],
+        None,
+    )
+    .await;
+    let beyond = get_with(
+        &app,
+        "/api/v1/posts",
         &[("page", "9223372036854775807"), ("limit", "100")],
         None,
     )
@@ -1732,6 +1739,8 @@ async fn a_page_number_far_past_the_end_is_an_empty_page_not_a_500() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(ids(&body), Vec::<String>::new());
     assert_eq!(body["pagination"]["total"], 1);
+    let body = problem(beyond, StatusCode::BAD_REQUEST, "MALFORMED_REQUEST").await;
+    assert_eq!(body["errors"][0]["field"], "page");
 }
 
 #[tokio::test]

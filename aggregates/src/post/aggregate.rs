@@ -45,8 +45,8 @@ pub struct Post {
 }
 
 impl Post {
-    /// The checks every change shares, in the order a client can act on: existence, then
-    /// permission, then the `If-Match` precondition.
+    /// The checks every change shares, in the order a client can act on: existence (to this
+    /// actor), then permission, then the `If-Match` precondition.
     fn require_writable(
         &self,
         actor: &Actor,
@@ -57,7 +57,12 @@ impl Post {
             _ => return Err(PostError::NotFound),
         };
         if !actor.may_act_for(author) {
-            return Err(PostError::Forbidden);
+            // A draft exists only for its author and admins: refusing it as forbidden would
+            // tell anyone who guesses an id that it exists.
+            return Err(match self.status {
+                PostStatus::Draft => PostError::NotFound,
+                PostStatus::Published => PostError::Forbidden,
+            });
         }
         check_version(expected_version, self.version)
             .map_err(|current| PostError::VersionMismatch { current })

@@ -327,10 +327,17 @@ fn the_system_actor_may_patch_any_post() {
 }
 
 #[test]
-fn patching_another_users_post_is_forbidden() {
-    given(a_draft())
+fn patching_another_users_published_post_is_forbidden() {
+    given(a_published_post())
         .when(patch(other_user(), Some("Mine now"), None, None))
         .then_expect_error(PostError::Forbidden);
+}
+
+#[test]
+fn patching_another_users_draft_is_not_found_as_if_it_did_not_exist() {
+    given(a_draft())
+        .when(patch(other_user(), Some("Mine now"), None, None))
+        .then_expect_error(PostError::NotFound);
 }
 
 #[test]
@@ -431,10 +438,17 @@ fn replacing_with_the_current_content_records_no_events() {
 }
 
 #[test]
-fn replacing_another_users_post_is_forbidden() {
-    given(a_draft())
+fn replacing_another_users_published_post_is_forbidden() {
+    given(a_published_post())
         .when(replace(other_user(), None))
         .then_expect_error(PostError::Forbidden);
+}
+
+#[test]
+fn replacing_another_users_draft_is_not_found_as_if_it_did_not_exist() {
+    given(a_draft())
+        .when(replace(other_user(), None))
+        .then_expect_error(PostError::NotFound);
 }
 
 #[test]
@@ -496,10 +510,10 @@ fn a_post_can_be_published_again_after_being_unpublished() {
 }
 
 #[test]
-fn publishing_another_users_draft_is_forbidden() {
+fn publishing_another_users_draft_is_not_found_as_if_it_did_not_exist() {
     given(a_draft())
         .when(publish(other_user(), None))
-        .then_expect_error(PostError::Forbidden);
+        .then_expect_error(PostError::NotFound);
 }
 
 #[test]
@@ -525,8 +539,8 @@ fn publishing_with_a_stale_expected_version_is_rejected() {
 
 #[test]
 fn permission_is_checked_before_the_expected_version() {
-    given(a_draft())
-        .when(publish(other_user(), Some(42)))
+    given(a_published_post())
+        .when(unpublish(other_user(), Some(42)))
         .then_expect_error(PostError::Forbidden);
 }
 
@@ -581,6 +595,13 @@ fn unpublishing_another_users_post_is_forbidden() {
 }
 
 #[test]
+fn unpublishing_another_users_draft_is_not_found_not_an_invalid_transition() {
+    given(a_draft())
+        .when(unpublish(other_user(), None))
+        .then_expect_error(PostError::NotFound);
+}
+
+#[test]
 fn unpublishing_a_post_that_does_not_exist_is_not_found() {
     given(vec![])
         .when(unpublish(author(), None))
@@ -617,10 +638,17 @@ fn an_admin_may_delete_another_users_post() {
 }
 
 #[test]
-fn deleting_another_users_post_is_forbidden() {
-    given(a_draft())
+fn deleting_another_users_published_post_is_forbidden() {
+    given(a_published_post())
         .when(delete(other_user(), None))
         .then_expect_error(PostError::Forbidden);
+}
+
+#[test]
+fn deleting_another_users_draft_is_not_found_as_if_it_did_not_exist() {
+    given(a_draft())
+        .when(delete(other_user(), None))
+        .then_expect_error(PostError::NotFound);
 }
 
 #[test]

@@ -50,6 +50,8 @@ pub struct CursorPagination {
 pub struct OffsetPagination {
     pub page: i64,
     pub limit: i64,
+    /// The matching rows, counted up to 10,000 (as deep as pages reach); 10,000 means "at
+    /// least". Cursor pagination walks any number.
     pub total: i64,
     pub total_pages: i64,
 }
@@ -283,7 +285,9 @@ pub struct ListParams {
     #[param(nullable = false)]
     pub cursor: Option<String>,
     /// Offset pagination: 1-based page number; the answer then has `total` and `total_pages`.
-    #[param(minimum = 1, nullable = false)]
+    /// Pages reach the first 10,000 rows only (page × limit may exceed 10,000 by less than one
+    /// page; deeper is 400): use `cursor` to go further. `total` counts at most 10,000 rows.
+    #[param(minimum = 1, maximum = 10000, nullable = false)]
     pub page: Option<i64>,
     /// Comma list of sort keys, `-` for descending, e.g. `-created_at,title`.
     #[param(default = "-created_at", nullable = false)]

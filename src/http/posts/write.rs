@@ -205,7 +205,8 @@ pub(super) async fn create_post(
 
 /// Update a post.
 ///
-/// Changes the given fields. The author and admins.
+/// Changes the given fields. The author and admins; someone else's draft is a 404, like an
+/// id that does not exist.
 #[utoipa::path(
     patch,
     path = "/api/v1/posts/{id}",
@@ -257,7 +258,8 @@ pub(super) async fn update_post(
 
 /// Replace a post.
 ///
-/// Replaces title, body and tags. The author and admins.
+/// Replaces title, body and tags. The author and admins; someone else's draft is a 404, like
+/// an id that does not exist.
 #[utoipa::path(
     put,
     path = "/api/v1/posts/{id}",
@@ -329,7 +331,7 @@ async fn transition(
 
 /// Publish a post.
 ///
-/// The author and admins.
+/// The author and admins; someone else's draft is a 404, like an id that does not exist.
 #[utoipa::path(
     post,
     path = "/api/v1/posts/{id}/publish",
@@ -366,7 +368,8 @@ pub(super) async fn publish_post(
 
 /// Unpublish a post.
 ///
-/// Turns a published post back into a draft. The author and admins.
+/// Turns a published post back into a draft. The author and admins; someone else's draft is a
+/// 404, like an id that does not exist.
 #[utoipa::path(
     post,
     path = "/api/v1/posts/{id}/unpublish",
@@ -403,7 +406,8 @@ pub(super) async fn unpublish_post(
 
 /// Delete a post.
 ///
-/// The author and admins. The post is then a 404; its history stays.
+/// The author and admins. The post is then a 404; its history stays. Someone else's draft is a
+/// 404 too, like an id that does not exist.
 #[utoipa::path(
     delete,
     path = "/api/v1/posts/{id}",
