@@ -20,6 +20,7 @@ mod queries;
 mod rebuild;
 mod relay;
 mod security;
+mod security_edge;
 mod store;
 mod users;
 mod webhooks;
