@@ -39,6 +39,12 @@ pub struct Config {
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub database_max_connections: u32,
+    /// How long a client may take to send a complete request head.
+    pub header_read_timeout: Duration,
+    /// Open connections at most; more wait in the accept queue.
+    pub max_connections: usize,
+    /// With it set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -50,6 +56,10 @@ impl std::fmt::Debug for Config {
             .field("bind_addr", &self.bind_addr)
             .field("environment", &self.environment)
             .field("jwt_secret", &"<redacted>")
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +79,12 @@ pub enum ConfigError {
     MissingJwtSecret,
     #[error("JWT_SECRET must be at least 32 bytes long (it has {0})")]
     ShortJwtSecret(usize),
+    #[error(
+        "CHRONICLE_ENV=development uses a public signing key, so it listens on loopback only, \
+         and BIND_ADDR={0} is not a loopback address; bind 127.0.0.1 or [::1], or run in \
+         production (unset CHRONICLE_ENV and set JWT_SECRET)"
+    )]
+    DevelopmentNotLoopback(SocketAddr),
 }
 
 /// A development-only signing key: tokens signed with it are worthless anywhere else.
@@ -156,7 +172,28 @@ impl Config {
             body_limit_bytes: parse_or(&var, "BODY_LIMIT_BYTES", Some(1024 * 1024))?,
             request_timeout: Duration::from_secs(parse_or(&var, "REQUEST_TIMEOUT_SECS", Some(30))?),
             database_max_connections: parse_or(&var, "DATABASE_MAX_CONNECTIONS", Some(20))?,
+            header_read_timeout: match var("HEADER_READ_TIMEOUT") {
+                Some(raw) => parse_duration(raw.trim())
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| invalid("HEADER_READ_TIMEOUT", &raw, "expected e.g. 10s"))?,
+                None => Duration::from_secs(10),
+            },
+            max_connections: match parse_or(&var, "MAX_CONNECTIONS", Some(10_000))? {
+                0 => return Err(invalid("MAX_CONNECTIONS", "0", "at least 1")),
+                n => n,
+            },
+            metrics_token: var("METRICS_TOKEN"),
         })
+    }
+
+    /// `CHRONICLE_ENV=development` signs tokens with a key anyone can read in this repository,
+    /// so such a server must not be reachable from other machines.
+    pub fn check_bind_address(&self) -> Result<(), ConfigError> {
+        let ip = self.bind_addr.ip().to_canonical();
+        if self.environment == Environment::Development && !ip.is_loopback() {
+            return Err(ConfigError::DevelopmentNotLoopback(self.bind_addr));
+        }
+        Ok(())
     }
 }
 
@@ -249,6 +286,35 @@ mod tests {
         assert_eq!(cfg.rate_limit_per_minute, 100);
         assert_eq!(cfg.webhook_retry_schedule.len(), 7);
         assert_eq!(cfg.nats_duplicate_window, Duration::from_secs(7200));
+        assert_eq!(cfg.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.max_connections, 10_000);
+        assert!(cfg.metrics_token.is_none());
+    }
+
+    #[test]
+    fn zero_connections_or_a_zero_header_timeout_fail_start() {
+        for (name, value) in [("MAX_CONNECTIONS", "0"), ("HEADER_READ_TIMEOUT", "0s")] {
+            let err = config(&[("CHRONICLE_ENV", "development"), (name, value)])
+                .err()
+                .unwrap();
+
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn development_mode_listens_on_loopback_only() {
+        for (address, allowed) in [
+            ("127.0.0.1:8080", true),
+            ("[::1]:8080", true),
+            ("0.0.0.0:8080", false),
+            ("[::]:8080", false),
+            ("192.168.1.5:8080", false),
+        ] {
+            let cfg = config(&[("CHRONICLE_ENV", "development"), ("BIND_ADDR", address)]).unwrap();
+
+            assert_eq!(cfg.check_bind_address().is_ok(), allowed, "{address}");
+        }
     }
 
     #[test]

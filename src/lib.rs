@@ -22,6 +22,7 @@ pub mod config;
 pub mod db;
 pub mod fanout;
 pub mod http;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

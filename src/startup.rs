@@ -2,7 +2,6 @@
 //! Tests bind port 0 and read `port()`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -49,6 +48,7 @@ impl Default for BuildOptions {
 
 impl Application {
     pub async fn build(config: Config, options: BuildOptions) -> anyhow::Result<Self> {
+        config.check_bind_address()?;
         let pool = connect_database(&config).await?;
         if options.migrate {
             MIGRATOR
@@ -66,6 +66,8 @@ impl Application {
             .load_recent(&state.pool)
             .await
             .context("loading recent revocations")?;
+        state.nats.connect(&state.config.nats_url).await;
+        crate::http::metrics::register_families(&state);
         let router = crate::http::router(state.clone());
         let background = start_background(&state, options);
         Ok(Self {
@@ -93,13 +95,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "chronicle is listening");
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        let limits = crate::server::Limits {
+            header_read_timeout: self.state.config.header_read_timeout,
+            idle_timeout: crate::server::IDLE_TIMEOUT,
+            max_connections: self.state.config.max_connections,
+        };
+        crate::server::serve(self.listener, self.router, limits, shutdown).await?;
         // Workers stop at an await point; an interrupted batch rolls back and is redone by
         // whichever instance leads next, so aborting them loses nothing.
         for task in self.background {
@@ -166,7 +167,8 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
             state.config.database_url.clone(),
             crate::fanout::relay::RelaySettings::from_config(&state.config),
             &state.log_wake,
-        );
+        )
+        .reporting_to(state.gauges.clone());
         tasks.push(tokio::spawn(relay.run()));
         let sender = std::sync::Arc::new(crate::fanout::webhooks::delivery::Sender::new(
             state.pool.clone(),

@@ -15,6 +15,8 @@ use crate::auth::revocations::Revocations;
 use crate::commands::services::PgEmailRegistry;
 use crate::commands::CommandBus;
 use crate::config::Config;
+use crate::fanout::nats_status::NatsStatus;
+use crate::http::metrics::Gauges;
 use crate::http::rate_limit::RateLimits;
 
 #[derive(Clone)]
@@ -38,6 +40,10 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Wakes this instance's webhook sender when a delivery becomes due.
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// This server's own NATS connection, which `/readyz` reports.
+    pub nats: Arc<NatsStatus>,
+    /// What `/metrics` reports without asking the database.
+    pub gauges: Arc<Gauges>,
 }
 
 impl AppState {
@@ -61,6 +67,8 @@ impl AppState {
             Arc::from(hasher.finalize().to_vec())
         };
         Self {
+            nats: Arc::new(NatsStatus::default()),
+            gauges: Arc::new(Gauges::default()),
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
             rate_limits: Arc::new(RateLimits::new(&config)),
             revocations: Arc::new(Revocations::default()),

@@ -408,6 +408,7 @@ impl Runner {
     }
 
     async fn record_failure(&self, error: &ProjectionError) {
+        metrics::gauge!("chronicle_projection_failed", "projector" => self.name()).set(1.0);
         tracing::error!(projector = self.name(), error = %error, "projector failed; it will retry with backoff");
         let _ = sqlx::query(
             "UPDATE projection_checkpoints SET status = 'failed', last_error = $2, updated_at = now() WHERE name = $1",
@@ -435,7 +436,12 @@ impl Runner {
             let mut failures: u32 = 0;
             loop {
                 self.wake.borrow_and_update();
-                match self.step().await {
+                let result = self.step().await;
+                if result.is_ok() && failures > 0 {
+                    metrics::gauge!("chronicle_projection_failed", "projector" => self.name())
+                        .set(0.0);
+                }
+                match result {
                     Ok(0) => {
                         failures = 0;
                         if self.flush_due() {

@@ -54,6 +54,11 @@ impl Revocations {
             .and_then(|r| r.get(user).map(|(role, _)| *role))
     }
 
+    /// How far this instance has read the log: its view of the log's head, for `/metrics`.
+    pub fn followed_to(&self) -> Position {
+        self.checkpoint.read().map(|c| *c).unwrap_or_default()
+    }
+
     /// Records a revocation this instance just made, before the log follower sees it.
     pub fn revoke_session(&self, session: Uuid) {
         if let Ok(mut sessions) = self.sessions.write() {

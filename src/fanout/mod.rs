@@ -3,5 +3,6 @@
 
 pub mod analytics;
 pub mod cloudevents;
+pub mod nats_status;
 pub mod relay;
 pub mod webhooks;

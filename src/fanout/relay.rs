@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::fanout::cloudevents::{cloud_event, subject};
+use crate::http::metrics::Gauges;
 
 const BATCH: i64 = 1000;
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -118,6 +119,7 @@ pub struct Relay {
     database_url: String,
     settings: RelaySettings,
     wake: watch::Receiver<u64>,
+    gauges: Arc<Gauges>,
 }
 
 impl Relay {
@@ -132,7 +134,14 @@ impl Relay {
             database_url,
             settings,
             wake: wake.subscribe(),
+            gauges: Arc::new(Gauges::default()),
         }
+    }
+
+    /// Reports the checkpoint to this instance's `/metrics` (only the leading relay knows it).
+    pub fn reporting_to(mut self, gauges: Arc<Gauges>) -> Self {
+        self.gauges = gauges;
+        self
     }
 
     async fn checkpoint(&self) -> Result<Position, sqlx::Error> {
@@ -148,6 +157,7 @@ impl Relay {
         .bind(&self.settings.stream)
         .fetch_one(&self.pool)
         .await?;
+        self.gauges.relay_at(Position::new(tx, pos));
         Ok(Position::new(tx, pos))
     }
 
@@ -160,6 +170,7 @@ impl Relay {
         .bind(position.position)
         .execute(&self.pool)
         .await?;
+        self.gauges.relay_at(position);
         Ok(())
     }
 

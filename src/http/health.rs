@@ -30,8 +30,9 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Readiness.
 ///
-/// Ready when Postgres answers and every migration is applied. NATS is reported but does not
-/// fail readiness: commands keep working while it is down and the relay catches up later.
+/// Ready when Postgres answers and every migration is applied. NATS is reported (the state of
+/// this server's own NATS connection) but does not fail readiness: commands keep working while
+/// it is down and the relay catches up later.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -52,7 +53,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             }
             _ => ("down", "pending"),
         };
-    let nats = if nats_reachable(&state.config.nats_url).await {
+    let nats = if state.nats.is_connected() {
         "up"
     } else {
         "down"
@@ -81,25 +82,4 @@ async fn applied_migrations(state: &AppState) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
         .fetch_all(&state.pool)
         .await
-}
-
-/// A TCP probe of the configured NATS server; the NATS client itself arrives with the relay.
-async fn nats_reachable(url: &str) -> bool {
-    let authority = url
-        .split("://")
-        .last()
-        .unwrap_or(url)
-        .split(['/', ','])
-        .next()
-        .unwrap_or_default();
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    let address = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:4222")
-    };
-    matches!(
-        tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(address)).await,
-        Ok(Ok(_))
-    )
 }

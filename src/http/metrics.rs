@@ -1,17 +1,31 @@
 //! `GET /metrics`: Prometheus text. Requests by route template and status, latency histograms,
-//! requests in flight, each projector's and the NATS relay's lag behind the log.
+//! requests in flight, each projector's and the NATS relay's lag behind the log, webhook
+//! deliveries and emails by outcome.
+//!
+//! A scrape asks nothing of the database: the lags come from positions this instance already
+//! follows in memory (the log's head from the revocation follower, projector positions from
+//! progress notifications, the relay's checkpoint from the relay it leads). Every family is
+//! registered at start, so a dashboard or alert sees zeros rather than no data.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sqlx::Row;
+use projections::Position;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
+use crate::http::error::ApiError;
 use crate::state::AppState;
+
+/// Every outcome the webhook sender counts (`webhook_deliveries_total{outcome}`).
+pub const WEBHOOK_OUTCOMES: &[&str] = &["succeeded", "retrying", "failed", "gone"];
+/// Every outcome of `chronicle_emails_total{outcome}`.
+pub const EMAIL_OUTCOMES: &[&str] = &["sent", "failed"];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -58,8 +72,119 @@ pub async fn track(req: Request, next: Next) -> Response {
     response
 }
 
-/// Refreshes the projection gauges, then renders everything.
-pub async fn render(State(state): State<AppState>) -> Response {
+/// Positions only a worker of this instance knows, kept for the next scrape.
+#[derive(Default)]
+pub struct Gauges {
+    relay: Mutex<Option<Position>>,
+}
+
+impl Gauges {
+    /// The relay's checkpoint, when this instance leads the relay.
+    pub fn relay_at(&self, position: Position) {
+        if let Ok(mut relay) = self.relay.lock() {
+            *relay = Some(position);
+        }
+    }
+
+    fn relay(&self) -> Option<Position> {
+        self.relay.lock().ok().and_then(|r| *r)
+    }
+}
+
+/// Registers every family at zero (with its help text), so the first scrape shows them all.
+pub fn register_families(state: &AppState) {
+    if handle().is_none() {
+        return;
+    }
+    metrics::describe_counter!(
+        "http_requests_total",
+        "HTTP requests answered, by method, route template and status"
+    );
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "HTTP request latency, by method and route template"
+    );
+    metrics::describe_gauge!("http_requests_in_flight", "HTTP requests being handled");
+    metrics::describe_gauge!(
+        "chronicle_http_connections_open",
+        "open client connections (at most MAX_CONNECTIONS)"
+    );
+    metrics::describe_gauge!(
+        "chronicle_projection_lag_events",
+        "events in the log that the projector has not applied yet (from log positions)"
+    );
+    metrics::describe_gauge!(
+        "chronicle_projection_failed",
+        "1 while the projector fails and retries (reported by the instance running it)"
+    );
+    metrics::describe_gauge!(
+        "chronicle_relay_lag_events",
+        "events in the log not yet acknowledged by JetStream (reported by the instance leading the relay)"
+    );
+    metrics::describe_counter!(
+        "chronicle_relay_published_total",
+        "events published to JetStream"
+    );
+    metrics::describe_counter!(
+        "webhook_deliveries_total",
+        "webhook delivery attempts, by outcome"
+    );
+    metrics::describe_counter!("chronicle_emails_total", "emails sent, by outcome");
+
+    // Each series below is one the server produces anyway; registering it creates it at zero.
+    let (method, route) = ("GET", "/metrics");
+    metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => "200")
+        .increment(0);
+    let _ =
+        metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route);
+    metrics::gauge!("http_requests_in_flight").increment(0.0);
+    metrics::gauge!("chronicle_http_connections_open").increment(0.0);
+    for projector in state.progress.names() {
+        metrics::gauge!("chronicle_projection_lag_events", "projector" => projector).increment(0.0);
+        metrics::gauge!("chronicle_projection_failed", "projector" => projector).increment(0.0);
+    }
+    metrics::gauge!("chronicle_relay_lag_events", "stream" => state.config.nats_stream.clone())
+        .increment(0.0);
+    metrics::counter!("chronicle_relay_published_total").increment(0);
+    for outcome in WEBHOOK_OUTCOMES {
+        metrics::counter!("webhook_deliveries_total", "outcome" => *outcome).increment(0);
+    }
+    for outcome in EMAIL_OUTCOMES {
+        metrics::counter!("chronicle_emails_total", "outcome" => *outcome).increment(0);
+    }
+}
+
+/// Events after `from` up to `head`, from the log's global numbering: exact unless an append
+/// rolled back (a gap) or transactions committed out of number order.
+fn events_between(from: Position, head: Position) -> f64 {
+    if from >= head {
+        return 0.0;
+    }
+    (head.position - from.position).max(1) as f64
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared in constant time
+/// (the digests hide the token's length too).
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, credentials)| credentials.trim());
+    let given = Sha256::digest(given.as_bytes());
+    let expected = Sha256::digest(token.as_bytes());
+    given.ct_eq(&expected).into()
+}
+
+/// Sets the lag gauges from memory, then renders everything.
+pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        if !bearer_matches(&headers, token) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
     let Some(handle) = handle() else {
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -67,45 +192,15 @@ pub async fn render(State(state): State<AppState>) -> Response {
         )
             .into_response();
     };
-    if let Ok(rows) =
-        sqlx::query("SELECT name, transaction_id, position, status FROM projection_checkpoints")
-            .fetch_all(&state.pool)
-            .await
-    {
-        for row in rows {
-            let (Ok(name), Ok(tx), Ok(pos), Ok(status)) = (
-                row.try_get::<String, _>("name"),
-                row.try_get::<i64, _>("transaction_id"),
-                row.try_get::<i64, _>("position"),
-                row.try_get::<String, _>("status"),
-            ) else {
-                continue;
-            };
-            if let Ok(lag) =
-                projections::log::count_after(&state.pool, projections::Position::new(tx, pos))
-                    .await
-            {
-                metrics::gauge!("chronicle_projection_lag_events", "projector" => name.clone())
-                    .set(lag as f64);
-            }
-            metrics::gauge!("chronicle_projection_failed", "projector" => name)
-                .set(if status == "failed" { 1.0 } else { 0.0 });
-        }
+    let head = state.revocations.followed_to();
+    for projector in state.progress.names() {
+        let at = state.progress.current(projector).unwrap_or(Position::START);
+        metrics::gauge!("chronicle_projection_lag_events", "projector" => projector)
+            .set(events_between(at, head));
     }
-    if let Ok(rows) = sqlx::query_as::<_, (String, i64, i64)>(
-        "SELECT stream, transaction_id, position FROM relay_checkpoints",
-    )
-    .fetch_all(&state.pool)
-    .await
-    {
-        for (stream, tx, pos) in rows {
-            if let Ok(lag) =
-                projections::log::count_after(&state.pool, projections::Position::new(tx, pos))
-                    .await
-            {
-                metrics::gauge!("chronicle_relay_lag_events", "stream" => stream).set(lag as f64);
-            }
-        }
+    if let Some(relay) = state.gauges.relay() {
+        metrics::gauge!("chronicle_relay_lag_events", "stream" => state.config.nats_stream.clone())
+            .set(events_between(relay, head));
     }
     (
         [(
@@ -115,4 +210,39 @@ pub async fn render(State(state): State<AppState>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn lag_counts_positions_between_a_checkpoint_and_the_head() {
+        let head = Position::new(20, 107);
+
+        assert_eq!(events_between(head, head), 0.0);
+        assert_eq!(events_between(Position::new(12, 100), head), 7.0);
+        assert_eq!(events_between(Position::new(25, 1), head), 0.0);
+        assert_eq!(
+            events_between(Position::new(19, 200), head),
+            1.0,
+            "behind, even when numbered later"
+        );
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_matches() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            headers
+        };
+
+        assert!(bearer_matches(&with("Bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(&with("bearer s3cret"), "s3cret"));
+        assert!(!bearer_matches(&with("Bearer s3cre"), "s3cret"));
+        assert!(!bearer_matches(&with("Basic s3cret"), "s3cret"));
+        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
+    }
 }

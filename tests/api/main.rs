@@ -21,6 +21,7 @@ mod rebuild;
 mod relay;
 mod security;
 mod security_reads;
+mod security_edge;
 mod store;
 mod users;
 mod webhooks;
