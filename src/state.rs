@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::Passwords;
 use crate::auth::revocations::Revocations;
+use crate::auth::secrets::SecretBox;
 use crate::commands::services::PgEmailRegistry;
 use crate::commands::CommandBus;
 use crate::config::Config;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Wakes this instance's webhook sender when a delivery becomes due.
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// Seals webhook signing secrets and stored idempotent answers at rest.
+    pub secrets: Arc<SecretBox>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             Arc::from(hasher.finalize().to_vec())
         };
         Self {
+            secrets: Arc::new(SecretBox::new(&config.secrets_key)),
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
             rate_limits: Arc::new(RateLimits::new(&config)),
             revocations: Arc::new(Revocations::default()),
