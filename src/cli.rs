@@ -47,6 +47,19 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Keys for secrets kept at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Print the SECRETS_KEY derived from the current JWT_SECRET. Before rotating JWT_SECRET
+    /// on a deployment without SECRETS_KEY, set SECRETS_KEY to this value, or the stored
+    /// webhook secrets no longer open.
+    DeriveKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +139,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: EventsCommand::Republish { from },
         } => republish(config, from).await,
         Command::Projections { command } => projections_command(config, command).await,
+        Command::Secrets {
+            command: SecretsCommand::DeriveKey,
+        } => {
+            if std::env::var_os("SECRETS_KEY").is_some() {
+                eprintln!("note: SECRETS_KEY is set, so this derivation is not in use now");
+            }
+            println!(
+                "{}",
+                crate::auth::secrets::derive_secrets_key(&config.jwt_secret)
+            );
+            Ok(())
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Config {
     pub bind_addr: SocketAddr,
     pub environment: Environment,
     pub jwt_secret: Vec<u8>,
+    /// Seals secrets kept at rest; `SECRETS_KEY`, or derived from `JWT_SECRET` when unset.
+    pub secrets_key: Vec<u8>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub cors_allowed_origins: Vec<String>,
@@ -60,6 +62,7 @@ impl std::fmt::Debug for Config {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("secrets_key", &"<redacted>")
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +88,11 @@ pub enum ConfigError {
          production (unset CHRONICLE_ENV and set JWT_SECRET)"
     )]
     DevelopmentNotLoopback(SocketAddr),
+    #[error(
+        "SECRETS_KEY must be at least 32 bytes long (it has {0}); \
+         generate one with: openssl rand -base64 48"
+    )]
+    ShortSecretsKey(usize),
 }
 
 /// A development-only signing key: tokens signed with it are worthless anywhere else.
@@ -121,6 +129,11 @@ impl Config {
             }
             None => return Err(ConfigError::MissingJwtSecret),
         };
+        let secrets_key = match var("SECRETS_KEY") {
+            Some(key) if key.len() >= 32 => key.into_bytes(),
+            Some(key) => return Err(ConfigError::ShortSecretsKey(key.len())),
+            None => crate::auth::secrets::derive_secrets_key(&jwt_secret).into_bytes(),
+        };
         let log_format = match var("LOG_FORMAT").as_deref() {
             Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
@@ -135,6 +148,7 @@ impl Config {
             bind_addr: parse_or(&var, "BIND_ADDR", "127.0.0.1:8080".parse().ok())?,
             environment,
             jwt_secret,
+            secrets_key,
             jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "chronicle".into()),
             jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "chronicle-api".into()),
             cors_allowed_origins: list(var("CORS_ALLOWED_ORIGINS")),
@@ -272,6 +286,24 @@ mod tests {
         let result = config(&[("CHRONICLE_ENV", "development"), ("JWT_SECRET", "short")]);
 
         assert!(matches!(result, Err(ConfigError::ShortJwtSecret(5))));
+    }
+
+    #[test]
+    fn a_short_secrets_key_is_refused_and_an_unset_one_follows_jwt_secret() {
+        let short = config(&[("CHRONICLE_ENV", "development"), ("SECRETS_KEY", "short")]);
+        assert!(matches!(short, Err(ConfigError::ShortSecretsKey(5))));
+
+        let derived = config(&[("CHRONICLE_ENV", "development")]).unwrap();
+        let pinned = config(&[
+            ("CHRONICLE_ENV", "development"),
+            ("JWT_SECRET", "a different jwt secret that is long enough"),
+            (
+                "SECRETS_KEY",
+                std::str::from_utf8(&derived.secrets_key).unwrap(),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(derived.secrets_key, pinned.secrets_key);
     }
 
     #[test]

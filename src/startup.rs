@@ -60,6 +60,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
         let state = AppState::new(config, pool);
+        seal_secrets(&state).await?;
         // Before serving: a restarted instance must already refuse recently revoked sessions.
         state
             .revocations
@@ -121,6 +122,7 @@ pub async fn run_workers(config: Config, migrate: bool) -> anyhow::Result<()> {
             .context("applying database migrations")?;
     }
     let state = AppState::new(config, pool);
+    seal_secrets(&state).await?;
     let tasks = start_background(
         &state,
         BuildOptions {
@@ -132,6 +134,17 @@ pub async fn run_workers(config: Config, migrate: bool) -> anyhow::Result<()> {
     shutdown_signal().await;
     for task in tasks {
         task.abort();
+    }
+    Ok(())
+}
+
+/// Seals webhook secrets left in plaintext by an older version and checks that `SECRETS_KEY`
+/// opens the sealed ones; a wrong key fails the start with what to do about it.
+async fn seal_secrets(state: &AppState) -> anyhow::Result<()> {
+    let sealed =
+        crate::fanout::webhooks::store::seal_plaintext_secrets(&state.pool, &state.secrets).await?;
+    if sealed > 0 {
+        tracing::info!(endpoints = sealed, "sealed plaintext webhook secrets");
     }
     Ok(())
 }
@@ -175,6 +188,7 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
             state.config.webhook_retry_schedule.clone(),
             state.config.webhook_allow_private_targets,
             state.config.webhook_max_in_flight,
+            state.secrets.clone(),
         ));
         tasks.push(tokio::spawn(crate::fanout::analytics::run(
             state.pool.clone(),

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::Passwords;
 use crate::auth::revocations::Revocations;
+use crate::auth::secrets::SecretBox;
 use crate::commands::services::PgEmailRegistry;
 use crate::commands::CommandBus;
 use crate::config::Config;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub nats: Arc<NatsStatus>,
     /// What `/metrics` reports without asking the database.
     pub gauges: Arc<Gauges>,
+    /// Seals webhook signing secrets and stored idempotent answers at rest.
+    pub secrets: Arc<SecretBox>,
 }
 
 impl AppState {
@@ -69,6 +72,7 @@ impl AppState {
         Self {
             nats: Arc::new(NatsStatus::default()),
             gauges: Arc::new(Gauges::default()),
+            secrets: Arc::new(SecretBox::new(&config.secrets_key)),
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
             rate_limits: Arc::new(RateLimits::new(&config)),
             revocations: Arc::new(Revocations::default()),

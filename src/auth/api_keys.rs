@@ -20,6 +20,14 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+impl ApiKeyRow {
+    /// The row as answers show it: `prefix` with the `sk_live_` it is stored without.
+    fn shown(mut self) -> Self {
+        self.prefix = format!("{KEY_PREFIX}{}", self.prefix);
+        self
+    }
+}
+
 /// A new key and its stored row; the key itself exists only in this value.
 pub struct IssuedKey {
     pub key: String,
@@ -36,10 +44,12 @@ pub async fn create(
     role: Role,
     created_by: UserId,
 ) -> Result<IssuedKey, sqlx::Error> {
-    let key = format!("{KEY_PREFIX}{}", random_secret(32));
-    // Enough of the key to recognise it in a list, far too little to use it.
-    let prefix: String = key.chars().take(KEY_PREFIX.len() + 6).collect();
-    let row = sqlx::query_as(
+    let secret = random_secret(32);
+    let key = format!("{KEY_PREFIX}{secret}");
+    // Enough of the key to recognise it in a list, far too little to use it. The constant
+    // `sk_live_` is added when shown, so a scan of the database for it finds real keys only.
+    let prefix: String = secret.chars().take(6).collect();
+    let row: ApiKeyRow = sqlx::query_as(
         "INSERT INTO api_keys (id, name, role, prefix, key_hash, created_by)
          VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING id, name, role, prefix, created_by, created_at, revoked_at",
@@ -52,7 +62,10 @@ pub async fn create(
     .bind(created_by.as_uuid())
     .fetch_one(pool)
     .await?;
-    Ok(IssuedKey { key, row })
+    Ok(IssuedKey {
+        key,
+        row: row.shown(),
+    })
 }
 
 /// A live key and what the users read model says of the admin who created it (nothing while
@@ -95,12 +108,13 @@ pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Option<PresentedKe
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
-    sqlx::query_as(
+    let rows: Vec<ApiKeyRow> = sqlx::query_as(
         "SELECT id, name, role, prefix, created_by, created_at, revoked_at
            FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at DESC, id DESC",
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(ApiKeyRow::shown).collect())
 }
 
 /// Revokes a live key; false when there is none with that id.

@@ -6,6 +6,7 @@ pub mod jwt;
 pub mod password;
 pub mod principal;
 pub mod revocations;
+pub mod secrets;
 pub mod tokens;
 
 pub use principal::Principal;

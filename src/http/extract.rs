@@ -14,6 +14,7 @@ use crate::auth::jwt::TokenError;
 use crate::auth::principal::Credential;
 use crate::auth::Principal;
 use crate::commands::CommandMeta;
+use crate::http::authenticate::Authenticated;
 use crate::http::error::{ApiError, FieldError};
 use crate::http::middleware::RequestId;
 use crate::state::AppState;
@@ -51,14 +52,17 @@ fn revoked() -> ApiError {
 /// The caller behind `X-API-Key`, or `Authorization: Bearer` with an API key or an access
 /// token. Access tokens are checked against this instance's revocation list, so no database
 /// round trip is needed for them; API keys take one indexed lookup, so revoking one is instant.
-async fn principal_from(parts: &Parts, state: &AppState) -> Result<Option<Principal>, ApiError> {
-    let api_key_header = match parts.headers.get("x-api-key") {
+pub(crate) async fn principal_from(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<Option<Principal>, ApiError> {
+    let api_key_header = match headers.get("x-api-key") {
         Some(value) => Some(value.to_str().map_err(|_| ApiError::unauthorized())?.trim()),
         None => None,
     };
     let credential = match api_key_header {
         Some(key) => Some(key),
-        None => bearer_token(&parts.headers)?,
+        None => bearer_token(headers)?,
     };
     let Some(credential) = credential else {
         return Ok(None);
@@ -105,6 +109,15 @@ async fn principal_from(parts: &Parts, state: &AppState) -> Result<Option<Princi
     }))
 }
 
+/// The principal the authentication layer resolved for this request, or (outside `/api/v1`,
+/// where that layer does not run) resolved now.
+async fn principal_of(parts: &Parts, state: &AppState) -> Result<Option<Principal>, ApiError> {
+    match parts.extensions.get::<Authenticated>() {
+        Some(resolved) => resolved.result(),
+        None => principal_from(&parts.headers, state).await,
+    }
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
@@ -112,7 +125,7 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        principal_from(parts, state)
+        principal_of(parts, state)
             .await?
             .map(AuthUser)
             .ok_or_else(ApiError::unauthorized)
@@ -126,7 +139,7 @@ impl FromRequestParts<AppState> for MaybeAuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        principal_from(parts, state).await.map(MaybeAuthUser)
+        principal_of(parts, state).await.map(MaybeAuthUser)
     }
 }
 
@@ -146,6 +159,53 @@ impl FromRequestParts<AppState> for AdminUser {
         } else {
             Err(ApiError::Forbidden)
         }
+    }
+}
+
+/// A person signed in with a session. An API key is refused with 403: a key never manages its
+/// creator's sign-ins (`/auth/logout*`, `/me/sessions*`), so a leaked key cannot read them or
+/// lock its owner out.
+pub struct SessionUser(pub Principal);
+
+impl FromRequestParts<AppState> for SessionUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let AuthUser(principal) = AuthUser::from_request_parts(parts, state).await?;
+        match principal.credential {
+            Credential::Session(_) => Ok(SessionUser(principal)),
+            Credential::ApiKey(_) => Err(ApiError::Forbidden),
+        }
+    }
+}
+
+/// A caller who may manage the account named by the path's `{id}`: with an API key, that is
+/// never the key's creator (no deactivating them or changing their password). What else the
+/// caller may do to the account the aggregate decides.
+pub struct AccountManager(pub Principal);
+
+impl FromRequestParts<AppState> for AccountManager {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let AuthUser(principal) = AuthUser::from_request_parts(parts, state).await?;
+        if matches!(principal.credential, Credential::ApiKey(_)) {
+            // A malformed id names no account; `PathId` answers it with 404.
+            let target = Path::<String>::from_request_parts(parts, state)
+                .await
+                .ok()
+                .and_then(|Path(raw)| raw.parse::<UserId>().ok());
+            if target == Some(principal.user_id) {
+                return Err(ApiError::Forbidden);
+            }
+        }
+        Ok(AccountManager(principal))
     }
 }
 

@@ -6,6 +6,12 @@
 //! The record is claimed before the request runs (one insert wins a race), and the request and
 //! the storing of its answer run in a spawned task: a client that hangs up cannot leave a
 //! command done but its record unwritten.
+//!
+//! Stored answers are no back door. The layer runs after authentication and scopes records by
+//! the verified principal and its role, so a caller whose credentials no longer verify gets the
+//! 401 anyone would, and a demoted one runs the request afresh. Bodies are sealed under
+//! `SECRETS_KEY`, bound to their principal and key, so the database holds no key or secret an
+//! answer carried. `/auth/*` answers (tokens) are never stored: those calls always run.
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Request, State};
@@ -16,8 +22,11 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
+use crate::auth::secrets::SecretBox;
+use crate::http::authenticate::Authenticated;
 use crate::http::error::{ApiError, FieldError};
-use crate::http::rate_limit::{client_ip_of, principal_key};
+use crate::http::extract::principal_from;
+use crate::http::rate_limit::client_ip_of;
 use crate::state::AppState;
 
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -35,6 +44,23 @@ const KEPT_HEADERS: [&str; 5] = [
 /// Answers larger than this are not worth keeping in full; the body limit bounds requests, and
 /// no command answer comes near it.
 const MAX_KEPT_BODY: usize = 4 * 1024 * 1024;
+
+/// Sign-in, registration, refresh and password resets answer with tokens, and have their own
+/// protection (rate limits, reuse detection): they always run.
+const NEVER_KEPT: &str = "/api/v1/auth/";
+
+/// A record belongs to one principal and one key; a sealed body opens only in its own record.
+#[derive(Clone, Copy)]
+struct Record<'a> {
+    principal: &'a str,
+    key: &'a str,
+}
+
+impl Record<'_> {
+    fn context(&self) -> Vec<u8> {
+        format!("idempotency_keys {}\n{}", self.principal, self.key).into_bytes()
+    }
+}
 
 #[derive(sqlx::FromRow)]
 struct StoredAnswer {
@@ -64,7 +90,13 @@ fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
         .collect()
 }
 
-async fn claim(pool: &PgPool, principal: &str, key: &str, print: &str) -> Result<Claim, ApiError> {
+async fn claim(
+    pool: &PgPool,
+    secrets: &SecretBox,
+    record: &Record<'_>,
+    print: &str,
+) -> Result<Claim, ApiError> {
+    let Record { principal, key } = *record;
     let claimed: Option<String> = sqlx::query_scalar(
         "INSERT INTO idempotency_keys (principal, key, fingerprint, state) VALUES ($1, $2, $3, 'running')
          ON CONFLICT (principal, key) DO UPDATE
@@ -95,11 +127,17 @@ async fn claim(pool: &PgPool, principal: &str, key: &str, print: &str) -> Result
         None => Err(in_use()),
         Some(stored) if stored.fingerprint != print => Err(ApiError::IdempotencyKeyReused),
         Some(stored) if stored.state == "running" => Err(in_use()),
-        Some(stored) => Ok(Claim::Replay(replay(
-            stored.status,
-            stored.headers,
-            stored.body,
-        ))),
+        Some(stored) => {
+            let body = match stored.body {
+                Some(sealed) => Some(
+                    secrets
+                        .open(&sealed, &record.context())
+                        .map_err(ApiError::internal)?,
+                ),
+                None => None,
+            };
+            Ok(Claim::Replay(replay(stored.status, stored.headers, body)))
+        }
     }
 }
 
@@ -143,7 +181,13 @@ fn kept_headers(headers: &HeaderMap) -> Value {
     Value::Object(map)
 }
 
-async fn finish(pool: &PgPool, principal: &str, key: &str, response: Response) -> Response {
+async fn finish(
+    pool: &PgPool,
+    secrets: &SecretBox,
+    record: &Record<'_>,
+    response: Response,
+) -> Response {
+    let Record { principal, key } = *record;
     let (parts, body) = response.into_parts();
     let bytes = match to_bytes(body, MAX_KEPT_BODY).await {
         Ok(bytes) => bytes,
@@ -164,7 +208,7 @@ async fn finish(pool: &PgPool, principal: &str, key: &str, response: Response) -
         .bind(key)
         .bind(i32::from(parts.status.as_u16()))
         .bind(kept_headers(&parts.headers))
-        .bind(bytes.as_ref())
+        .bind(secrets.seal(&bytes, &record.context()))
         .execute(pool)
         .await
     };
@@ -175,7 +219,9 @@ async fn finish(pool: &PgPool, principal: &str, key: &str, response: Response) -
 }
 
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST || !req.uri().path().starts_with("/api/v1/") {
+    let path = req.uri().path();
+    if req.method() != Method::POST || !path.starts_with("/api/v1/") || path.starts_with(NEVER_KEPT)
+    {
         return next.run(req).await;
     }
     let Some(raw_key) = req.headers().get(&IDEMPOTENCY_KEY) else {
@@ -195,23 +241,48 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             .into_response()
         }
     };
-    let principal = principal_key(&state, req.headers(), client_ip_of(&state, &req));
+    // Credentials that do not verify get the answer any request would, before any record is
+    // read or claimed.
+    let caller = match req.extensions().get::<Authenticated>() {
+        Some(caller) => caller.clone(),
+        None => Authenticated::new(principal_from(req.headers(), &state).await),
+    };
+    if let Err(refused) = caller.result() {
+        return refused.into_response();
+    }
+    let principal = match caller.principal() {
+        Some(verified) => format!(
+            "{}:{}",
+            caller.principal_key(client_ip_of(&state, &req)),
+            verified.role.as_str()
+        ),
+        None => caller.principal_key(client_ip_of(&state, &req)),
+    };
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, state.config.body_limit_bytes).await {
         Ok(bytes) => bytes,
         Err(_) => return ApiError::PayloadTooLarge.into_response(),
     };
     let print = fingerprint(&parts.method, parts.uri.path(), &bytes);
-    match claim(&state.pool, &principal, &key, &print).await {
+    let record = Record {
+        principal: &principal,
+        key: &key,
+    };
+    match claim(&state.pool, &state.secrets, &record, &print).await {
         Ok(Claim::Replay(response)) => return response,
         Ok(Claim::Claimed) => {}
         Err(e) => return e.into_response(),
     }
     let req = Request::from_parts(parts, Body::from(bytes));
     let pool = state.pool.clone();
+    let secrets = state.secrets.clone();
     let task = tokio::spawn(async move {
         let response = next.run(req).await;
-        finish(&pool, &principal, &key, response).await
+        let record = Record {
+            principal: &principal,
+            key: &key,
+        };
+        finish(&pool, &secrets, &record, response).await
     });
     match task.await {
         Ok(response) => response,

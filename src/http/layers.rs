@@ -14,13 +14,15 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::http::{idempotency, metrics, middleware, rate_limit};
+use crate::http::{authenticate, idempotency, metrics, middleware, rate_limit};
 use crate::state::AppState;
 
 /// Layers, outermost first: request context (id, span, problem rendering, security headers),
-/// panic catch, timeout, body limit, CORS, compression, rate limit, idempotency, then the
-/// routes (each timed by its template). The body limit and the rate limit come before any
-/// extractor, so they apply to anyone, signed in or not.
+/// panic catch, timeout, body limit, CORS, compression, authentication, rate limit,
+/// idempotency, then the routes (each timed by its template). The body limit and the rate limit
+/// come before any extractor, so they apply to anyone, signed in or not. Authentication comes
+/// before the rate limit and idempotency so both key on a verified principal: a made-up API key
+/// counts against its IP, and a stored answer is replayed only to a caller who still verifies.
 pub fn apply(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let timeout = state.config.request_timeout;
@@ -31,6 +33,10 @@ pub fn apply(routes: Router<AppState>, state: AppState) -> Router {
         .route_layer(from_fn(metrics::track))
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(from_fn_with_state(state.clone(), rate_limit::rate_limit))
+        .layer(from_fn_with_state(
+            state.clone(),
+            authenticate::authenticate,
+        ))
         .with_state(state)
         // `Router::layer` wraps what came before it: the last layer here is the outermost.
         .layer(CompressionLayer::new().gzip(true).br(true));

@@ -9,9 +9,9 @@ use utoipa_axum::routes;
 
 use crate::http::consistency::{read_position, MinPosition};
 use crate::http::error::ApiError;
-use crate::http::extract::AuthUser;
+use crate::http::extract::{AuthUser, SessionUser};
 use crate::http::openapi::schemas::{
-    BadRequest, Data, Items, NotFound, ReadHeaders, SessionView, Unauthorized,
+    BadRequest, Data, Forbidden, Items, NotFound, ReadHeaders, SessionView, Unauthorized,
 };
 use crate::http::respond::Answer;
 use crate::http::views::UserView;
@@ -67,11 +67,12 @@ async fn get_me(
             headers(("Chronicle-Position"))),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
     )
 )]
 async fn list_my_sessions(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    SessionUser(caller): SessionUser,
     min: MinPosition,
 ) -> Result<Response, ApiError> {
     let position = read_position(&state, &["sessions"], &min).await?;

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod analytics;
 pub mod api_keys;
 pub mod auth;
+pub mod authenticate;
 pub mod consistency;
 pub mod error;
 pub mod events;

@@ -1,6 +1,6 @@
-//! Rate limits on `/api/v1`: a budget per principal (user, API key, else client IP), and a
-//! stricter one per client IP on sign-in, registration and refresh, which count only against
-//! that stricter budget. Counters live in this instance's memory (GCRA via `governor`), so
+//! Rate limits on `/api/v1`: a budget per verified principal (user, API key, else client IP),
+//! and a stricter one per client IP on sign-in, registration and refresh, which count only
+//! against that stricter budget. Counters live in this instance's memory (GCRA via `governor`), so
 //! behind a load balancer each instance enforces its own share: documented in the README.
 
 use std::net::{IpAddr, SocketAddr};
@@ -17,9 +17,8 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
 
-use crate::auth::api_keys::looks_like_api_key;
-use crate::auth::tokens::sha256_hex;
 use crate::config::Config;
+use crate::http::authenticate::Authenticated;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -132,29 +131,13 @@ impl RateLimits {
     }
 }
 
-/// Who a request counts against. Credentials are checked cheaply (a JWT's signature, a key's
-/// hash); anything that does not verify counts against the client's IP. Idempotency keys are
-/// scoped by the same principal.
-pub fn principal_key(state: &AppState, headers: &HeaderMap, ip: IpAddr) -> String {
-    let credential = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim())
-        });
-    match credential {
-        Some(key) if looks_like_api_key(key) => format!("key:{}", sha256_hex(key)),
-        Some(token) => match state.jwt.verify(token) {
-            Ok(claims) => format!("user:{}", claims.sub),
-            Err(_) => format!("ip:{ip}"),
-        },
-        None => format!("ip:{ip}"),
-    }
+/// Who a request counts against: the principal the authentication layer verified (a user, or
+/// an API key by its id), else the client's IP. Credentials that do not verify, a made-up
+/// `sk_live_` value included, count against the IP, so inventing them buys no fresh budget.
+pub fn principal_key(req: &Request, ip: IpAddr) -> String {
+    req.extensions()
+        .get::<Authenticated>()
+        .map_or_else(|| format!("ip:{ip}"), |auth| auth.principal_key(ip))
 }
 
 /// The request's client IP under the `TRUSTED_PROXIES` rule.
@@ -182,9 +165,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     let decision = if AUTH_PATHS.contains(&path) {
         limits.auth.spend(&format!("ip:{ip}"))
     } else {
-        limits
-            .general
-            .spend(&principal_key(&state, req.headers(), ip))
+        limits.general.spend(&principal_key(&req, ip))
     };
     let mut response = if decision.allowed {
         next.run(req).await

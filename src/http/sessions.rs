@@ -20,7 +20,7 @@ use crate::commands::{CommandError, CommandMeta};
 use crate::http::auth::{AuthAnswer, REFRESH_TOKEN_DAYS};
 use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
-use crate::http::extract::{AuthUser, PathId, RequestMeta, ValidatedJson};
+use crate::http::extract::{PathId, RequestMeta, SessionUser, ValidatedJson};
 use crate::http::openapi::schemas::{
     BadRequest, CommandHeaders, Data, IdPath, NotFound, PayloadTooLarge, Problem, Unauthorized,
     UnsupportedMediaType, ValidationFailed,
@@ -190,11 +190,9 @@ pub async fn revoke_sessions_of(
     Ok(last)
 }
 
+/// `SessionUser` admits sessions only; this stays total should that ever change.
 fn current_session(caller: &crate::auth::Principal) -> Result<SessionId, ApiError> {
-    caller.session_id().ok_or_else(|| ApiError::Conflict {
-        code: "CONFLICT",
-        detail: "an API key has no session to sign out of".into(),
-    })
+    caller.session_id().ok_or(ApiError::Forbidden)
 }
 
 /// Sign out of this session.
@@ -210,13 +208,13 @@ fn current_session(caller: &crate::auth::Principal) -> Result<SessionId, ApiErro
         (status = 204, description = "Signed out",
             headers(("Chronicle-Position"), ("X-Consistency"))),
         (status = 401, response = Unauthorized),
-        (status = 409, description = "CONFLICT: an API key has no session to sign out of.",
+        (status = 403, description = "FORBIDDEN: an API key never signs its creator out.",
             body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn logout(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    SessionUser(caller): SessionUser,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
 ) -> Result<Response, ApiError> {
@@ -246,11 +244,13 @@ async fn logout(
         (status = 204, description = "Every session revoked",
             headers(("Chronicle-Position"), ("X-Consistency"))),
         (status = 401, response = Unauthorized),
+        (status = 403, description = "FORBIDDEN: an API key never signs its creator out.",
+            body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn logout_all(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    SessionUser(caller): SessionUser,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
 ) -> Result<Response, ApiError> {
@@ -285,12 +285,14 @@ async fn logout_all(
         (status = 204, description = "The session is revoked",
             headers(("Chronicle-Position"), ("X-Consistency"))),
         (status = 401, response = Unauthorized),
+        (status = 403, description = "FORBIDDEN: an API key never manages its creator's sessions.",
+            body = Problem, content_type = "application/problem+json"),
         (status = 404, response = NotFound),
     )
 )]
 async fn revoke_my_session(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    SessionUser(caller): SessionUser,
     PathId(session): PathId<SessionId>,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,

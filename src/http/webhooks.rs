@@ -243,9 +243,10 @@ fn view(endpoint: &Endpoint) -> Value {
     })
 }
 
-fn with_secret(endpoint: &Endpoint) -> Value {
+/// The secret is the plaintext just made: the row holds it sealed.
+fn with_secret(endpoint: &Endpoint, secret: &str) -> Value {
     let mut v = view(endpoint);
-    v["secret"] = json!(endpoint.secret);
+    v["secret"] = json!(secret);
     v
 }
 
@@ -289,17 +290,20 @@ async fn create_endpoint(
     ValidatedJson(body): ValidatedJson<CreateEndpointRequest>,
 ) -> Result<Answer<Value>, ApiError> {
     allowed_target(&state, &body.url).await?;
+    let secret = new_secret();
     let endpoint = store::create(
         &state.pool,
+        &state.secrets,
         &body.url,
         &body.event_types,
         body.description.as_deref(),
-        &new_secret(),
+        &secret,
         *admin.user_id.as_uuid(),
     )
     .await
     .map_err(ApiError::internal)?;
-    Ok(Answer::ok(with_secret(&endpoint)).created(format!("/api/v1/webhooks/{}", endpoint.id)))
+    Ok(Answer::ok(with_secret(&endpoint, &secret))
+        .created(format!("/api/v1/webhooks/{}", endpoint.id)))
 }
 
 /// List webhook endpoints.
@@ -434,11 +438,12 @@ async fn rotate_secret(
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
 ) -> Result<Answer<Value>, ApiError> {
-    let endpoint = store::rotate_secret(&state.pool, id, &new_secret())
+    let secret = new_secret();
+    let endpoint = store::rotate_secret(&state.pool, &state.secrets, id, &secret)
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound)?;
-    Ok(Answer::ok(with_secret(&endpoint)))
+    Ok(Answer::ok(with_secret(&endpoint, &secret)))
 }
 
 fn accepted() -> Response {

@@ -22,6 +22,7 @@ mod relay;
 mod security;
 mod security_reads;
 mod security_edge;
+mod security_idempotency;
 mod store;
 mod users;
 mod webhooks;

@@ -13,7 +13,7 @@ use sha2::Sha256;
 use crate::helpers::{problem, TestApp};
 
 #[derive(Clone, Debug)]
-struct Received {
+pub(crate) struct Received {
     id: String,
     timestamp: String,
     signature: String,
@@ -23,13 +23,13 @@ struct Received {
 /// An HTTP receiver of the test's own: records every request and answers with the next
 /// scripted status (200 once the script runs out).
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    async fn start(script: Vec<u16>) -> Self {
+    pub(crate) async fn start(script: Vec<u16>) -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script));
         let (r, s) = (received.clone(), script.clone());
@@ -74,7 +74,7 @@ impl Receiver {
         self.received.lock().unwrap().clone()
     }
 
-    async fn wait_for(&self, count: usize, deadline: Duration) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, count: usize, deadline: Duration) -> Vec<Received> {
         let started = Instant::now();
         while self.received().len() < count && started.elapsed() < deadline {
             crate::helpers::poll_pause().await;
@@ -84,7 +84,7 @@ impl Receiver {
 }
 
 /// Standard Webhooks verification, written here from the specification (not the server's code).
-fn verifies(secret: &str, message: &Received) -> bool {
+pub(crate) fn verifies(secret: &str, message: &Received) -> bool {
     let key = STANDARD
         .decode(secret.trim_start_matches("whsec_"))
         .unwrap();

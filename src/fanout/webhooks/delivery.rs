@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
+use crate::auth::secrets::SecretBox;
 use crate::fanout::webhooks::signing::signature_header;
 use crate::fanout::webhooks::store::{self, Endpoint};
 use crate::fanout::webhooks::targets;
@@ -29,6 +30,8 @@ pub struct Sender {
     schedule: Vec<Duration>,
     allow_private: bool,
     per_endpoint: usize,
+    /// Opens the endpoints' sealed signing secrets.
+    secrets: Arc<SecretBox>,
     pub wake: Arc<Notify>,
 }
 
@@ -53,6 +56,7 @@ impl Sender {
         schedule: Vec<Duration>,
         allow_private: bool,
         per_endpoint: usize,
+        secrets: Arc<SecretBox>,
     ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(SEND_TIMEOUT)
@@ -65,6 +69,7 @@ impl Sender {
             schedule,
             allow_private,
             per_endpoint: per_endpoint.max(1),
+            secrets,
             wake: Arc::new(Notify::new()),
         }
     }
@@ -101,8 +106,9 @@ impl Sender {
         };
         let timestamp = Utc::now().timestamp();
         let id = due.event_id.to_string();
-        let signature =
-            signature_header(&endpoint.signing_secrets(Utc::now()), &id, timestamp, &body);
+        let secrets = endpoint.signing_secrets(Utc::now(), &self.secrets);
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let signature = signature_header(&secrets, &id, timestamp, &body);
         let sent = self
             .client
             .post(&endpoint.url)

@@ -5,6 +5,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::auth::secrets::{is_sealed_text, SecretBox, SEALED_TEXT_PREFIX};
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Endpoint {
     pub id: Uuid,
@@ -13,6 +15,8 @@ pub struct Endpoint {
     pub description: Option<String>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+    /// Sealed under `SECRETS_KEY` (see [`Endpoint::signing_secrets`]); only a row written
+    /// before secrets were sealed holds plaintext, until start-up re-seals it.
     pub secret: String,
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
@@ -29,18 +33,35 @@ impl Endpoint {
     }
 
     /// The secrets that sign a delivery now: the current one, and the previous one while its
-    /// 24 hours of overlap last.
-    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
-        let mut secrets = vec![self.secret.as_str()];
+    /// 24 hours of overlap last. One that does not open is left out (and logged): the receiver
+    /// then refuses the signature, which is safer than signing with anything else.
+    pub fn signing_secrets(&self, now: DateTime<Utc>, keys: &SecretBox) -> Vec<String> {
+        let mut sealed = vec![self.secret.as_str()];
         if let (Some(previous), Some(until)) =
             (&self.previous_secret, self.previous_secret_expires_at)
         {
             if now < until {
-                secrets.push(previous);
+                sealed.push(previous);
             }
         }
-        secrets
+        let context = secret_context(self.id);
+        sealed
+            .into_iter()
+            .filter_map(|stored| match keys.open_text(stored, &context) {
+                Ok(secret) => Some(secret),
+                Err(e) => {
+                    tracing::error!(endpoint = %self.id, error = %e, "cannot open a webhook secret");
+                    None
+                }
+            })
+            .collect()
     }
+}
+
+/// Both secret columns of a row share one context, so a rotation may move the current secret
+/// to `previous_secret` as it is; a sealed secret copied to another endpoint does not open.
+fn secret_context(id: Uuid) -> Vec<u8> {
+    format!("webhook_endpoints.secret {id}").into_bytes()
 }
 
 pub fn matches(pattern: &str, event_type: &str) -> bool {
@@ -74,23 +95,26 @@ const ENDPOINT_COLUMNS: &str =
 const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_id, event_type, status, attempts, last_status_code, \
      last_error, CASE WHEN status = 'pending' THEN next_attempt_at END AS next_attempt_at, delivered_at, created_at";
 
+/// Stores a new endpoint with `secret` sealed under `keys`.
 pub async fn create(
     pool: &PgPool,
+    keys: &SecretBox,
     url: &str,
     event_types: &[String],
     description: Option<&str>,
     secret: &str,
     created_by: Uuid,
 ) -> Result<Endpoint, sqlx::Error> {
+    let id = Uuid::now_v7();
     sqlx::query_as(&format!(
         "INSERT INTO webhook_endpoints (id, url, event_types, description, secret, created_by)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENDPOINT_COLUMNS}"
     ))
-    .bind(Uuid::now_v7())
+    .bind(id)
     .bind(url)
     .bind(event_types)
     .bind(description)
-    .bind(secret)
+    .bind(keys.seal_text(secret, &secret_context(id)))
     .bind(created_by)
     .fetch_one(pool)
     .await
@@ -158,9 +182,10 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
     Ok(done.rows_affected() == 1)
 }
 
-/// The old secret keeps signing beside the new one for 24 hours.
+/// The old secret keeps signing beside the new one for 24 hours; the new one is sealed.
 pub async fn rotate_secret(
     pool: &PgPool,
+    keys: &SecretBox,
     id: Uuid,
     new_secret: &str,
 ) -> Result<Option<Endpoint>, sqlx::Error> {
@@ -171,9 +196,69 @@ pub async fn rotate_secret(
           WHERE id = $1 RETURNING {ENDPOINT_COLUMNS}"
     ))
     .bind(id)
-    .bind(new_secret)
+    .bind(keys.seal_text(new_secret, &secret_context(id)))
     .fetch_optional(pool)
     .await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealingError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(
+        "the webhook signing secrets do not open under SECRETS_KEY; if JWT_SECRET was rotated \
+         without SECRETS_KEY set, set SECRETS_KEY to the old derivation \
+         (`chronicle secrets derive-key` with the old JWT_SECRET)"
+    )]
+    WrongKey,
+}
+
+/// Run at start: seals the secrets that rows written before sealing still hold in plaintext
+/// (a migration cannot encrypt), then checks that a sealed secret opens, so a changed
+/// `SECRETS_KEY` fails the start instead of every delivery's signature. Returns how many rows
+/// were sealed.
+pub async fn seal_plaintext_secrets(pool: &PgPool, keys: &SecretBox) -> Result<u64, SealingError> {
+    let plaintext: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, secret, previous_secret FROM webhook_endpoints
+          WHERE left(secret, length($1)) <> $1 OR left(previous_secret, length($1)) <> $1",
+    )
+    .bind(SEALED_TEXT_PREFIX)
+    .fetch_all(pool)
+    .await?;
+    let mut sealed = 0;
+    for (id, secret, previous) in plaintext {
+        let context = secret_context(id);
+        let seal = |value: &str| {
+            if is_sealed_text(value) {
+                value.to_owned()
+            } else {
+                keys.seal_text(value, &context)
+            }
+        };
+        // Only if the row is unchanged: a rotation on another instance meanwhile wins.
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET secret = $4, previous_secret = $5
+              WHERE id = $1 AND secret = $2 AND previous_secret IS NOT DISTINCT FROM $3",
+        )
+        .bind(id)
+        .bind(&secret)
+        .bind(&previous)
+        .bind(seal(&secret))
+        .bind(previous.as_deref().map(seal))
+        .execute(pool)
+        .await?;
+        sealed += done.rows_affected();
+    }
+    let sample: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT id, secret FROM webhook_endpoints ORDER BY created_at DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    if let Some((id, secret)) = sample {
+        if keys.open_text(&secret, &secret_context(id)).is_err() {
+            return Err(SealingError::WrongKey);
+        }
+    }
+    Ok(sealed)
 }
 
 pub async fn disable(pool: &PgPool, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {

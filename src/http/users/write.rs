@@ -11,7 +11,9 @@ use crate::commands::Executed;
 use crate::http::auth::register_user;
 use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminUser, AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson};
+use crate::http::extract::{
+    AccountManager, AdminUser, AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson,
+};
 use crate::http::openapi::schemas::{
     BadRequest, CommandHeaders, Data, Forbidden, IdPath, NotFound, PayloadTooLarge,
     PreconditionFailed, Problem, Unauthorized, UnsupportedMediaType, ValidationFailed,
@@ -245,7 +247,7 @@ pub(super) async fn replace_user(
 )]
 pub(super) async fn deactivate_user(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    AccountManager(caller): AccountManager,
     PathId(id): PathId<UserId>,
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
@@ -374,7 +376,7 @@ pub(super) async fn verify_email(
 )]
 pub(super) async fn change_password(
     State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
+    AccountManager(caller): AccountManager,
     PathId(id): PathId<UserId>,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,

@@ -1,0 +1,601 @@
+//! Attacks on stored idempotent answers, secrets at rest, made-up API keys and keys that turn
+//! on their creator (issue 12, findings 1, 3 and 4).
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{problem, TestApp, ADMIN_PASSWORD};
+use crate::webhooks::{verifies, Receiver};
+
+/// A POST with an `Idempotency-Key`, by bearer token (or API key) or anonymously.
+async fn post_once(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    key: &str,
+    body: Value,
+) -> reqwest::Response {
+    app.request(Method::POST, path, token)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn data(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    response.json::<Value>().await.unwrap()["data"].clone()
+}
+
+async fn api_key(app: &TestApp, admin: &str) -> (String, String) {
+    let created = data(
+        app.post("/api/v1/api-keys", Some(admin), json!({"name": "svc"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        created["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn hook(url: &str) -> Value {
+    json!({"url": url, "event_types": ["post.*"]})
+}
+
+#[tokio::test]
+async fn a_logged_out_admin_replaying_post_api_keys_gets_401_not_the_key() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let first = post_once(
+        &app,
+        "/api/v1/api-keys",
+        Some(&admin),
+        "k1",
+        json!({"name": "ci"}),
+    )
+    .await;
+    let key = data(first, StatusCode::CREATED).await["key"].clone();
+    let logout = app
+        .post("/api/v1/auth/logout", Some(&admin), json!({}))
+        .await;
+
+    let replay = post_once(
+        &app,
+        "/api/v1/api-keys",
+        Some(&admin),
+        "k1",
+        json!({"name": "ci"}),
+    )
+    .await;
+
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert!(key.as_str().unwrap().starts_with("sk_live_"));
+    let body = problem(replay, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    assert!(!body.to_string().contains("sk_live_"));
+}
+
+#[tokio::test]
+async fn a_revoked_api_key_replaying_its_own_request_gets_401_not_the_stored_secret() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let (key_id, key) = api_key(&app, &admin).await;
+    let first = post_once(
+        &app,
+        "/api/v1/webhooks",
+        Some(&key),
+        "w1",
+        hook("http://127.0.0.1:9/h"),
+    )
+    .await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let path = format!("/api/v1/api-keys/{key_id}");
+    let revoked = app.send(Method::DELETE, &path, Some(&admin), None).await;
+
+    let replay = post_once(
+        &app,
+        "/api/v1/webhooks",
+        Some(&key),
+        "w1",
+        hook("http://127.0.0.1:9/h"),
+    )
+    .await;
+
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    problem(replay, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+}
+
+#[tokio::test]
+async fn a_deactivated_user_replaying_a_stored_answer_gets_401() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let (user_id, token, _) = app.register("gone@example.com").await;
+    let body = json!({"title": "t", "body": "b"});
+    let first = post_once(&app, "/api/v1/posts", Some(&token), "p1", body.clone()).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let path = format!("/api/v1/users/{user_id}");
+    let deactivated = app.send(Method::DELETE, &path, Some(&admin), None).await;
+
+    let replay = post_once(&app, "/api/v1/posts", Some(&token), "p1", body).await;
+
+    assert_eq!(deactivated.status(), StatusCode::NO_CONTENT);
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    assert!(replay.headers().get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn a_demoted_admin_replaying_post_api_keys_gets_403_not_the_key() {
+    let app = TestApp::spawn().await;
+    let (_, root) = app.admin().await;
+    let (demoted_id, demoted) = app.admin().await;
+    let first = post_once(
+        &app,
+        "/api/v1/api-keys",
+        Some(&demoted),
+        "k1",
+        json!({"name": "x"}),
+    )
+    .await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let path = format!("/api/v1/users/{demoted_id}");
+    let demotion = app.patch(&path, Some(&root), json!({"role": "user"})).await;
+    // The demotion reaches the instance's role cache from the log: wait until a fresh admin
+    // request is refused, as the replay must then be too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.get("/api/v1/users", Some(&demoted)).await.status() != StatusCode::FORBIDDEN {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demotion never took"
+        );
+        crate::helpers::poll_pause().await;
+    }
+
+    let replay = post_once(
+        &app,
+        "/api/v1/api-keys",
+        Some(&demoted),
+        "k1",
+        json!({"name": "x"}),
+    )
+    .await;
+
+    assert_eq!(demotion.status(), StatusCode::OK);
+    problem(replay, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_replayed_with_the_same_idempotency_key_is_token_reused_not_live_tokens(
+) {
+    // No grace window: this is about replays, not two tabs refreshing at once.
+    let app = TestApp::spawn_with(&[("REFRESH_REUSE_GRACE", "0s")]).await;
+    let (_, _, registered) = app.register("rotate@example.com").await;
+    let old = registered["data"]["refresh_token"].clone();
+    let rotated = post_once(
+        &app,
+        "/api/v1/auth/refresh",
+        None,
+        "r1",
+        json!({"refresh_token": old}),
+    )
+    .await;
+    let rotated = data(rotated, StatusCode::OK).await;
+
+    let replay = post_once(
+        &app,
+        "/api/v1/auth/refresh",
+        None,
+        "r1",
+        json!({"refresh_token": old}),
+    )
+    .await;
+    let replayed = replay.headers().get("idempotent-replayed").cloned();
+    let body = problem(replay, StatusCode::UNAUTHORIZED, "TOKEN_REUSED").await;
+    let newest = json!({"refresh_token": rotated["refresh_token"]});
+    let after = app.post("/api/v1/auth/refresh", None, newest).await;
+
+    assert!(replayed.is_none());
+    assert!(!body.to_string().contains("refresh_token\":\""));
+    assert_eq!(
+        after.status(),
+        StatusCode::UNAUTHORIZED,
+        "the session was revoked"
+    );
+}
+
+#[tokio::test]
+async fn sign_ins_with_one_idempotency_key_are_never_replayed_or_stored() {
+    let app = TestApp::spawn().await;
+    let (_, _, _) = app.register("twice@example.com").await;
+    let login = json!({"email": "twice@example.com", "password": "correct horse battery"});
+
+    let first = post_once(&app, "/api/v1/auth/login", None, "l1", login.clone()).await;
+    let second = post_once(&app, "/api/v1/auth/login", None, "l1", login).await;
+
+    assert!(second.headers().get("idempotent-replayed").is_none());
+    let (first, second) = (
+        data(first, StatusCode::OK).await,
+        data(second, StatusCode::OK).await,
+    );
+    assert_ne!(first["refresh_token"], second["refresh_token"]);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
+
+/// Every `eyJ…\.eyJ` run: the start of a JWT's header and payload (both base64url JSON objects).
+fn jwt_shaped(text: &str) -> bool {
+    text.match_indices("eyJ").any(|(at, _)| {
+        let rest = &text[at..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        rest[end..].starts_with(".eyJ")
+    })
+}
+
+#[tokio::test]
+async fn a_database_dump_holds_no_api_key_webhook_secret_jwt_or_refresh_token() {
+    let app = TestApp::spawn().await;
+    app.admin_with_email("dump-admin@example.com").await;
+    let mut credentials: Vec<String> = Vec::new();
+    let mut keep = |value: &Value| credentials.push(value.as_str().unwrap().to_owned());
+    let admin_login = json!({"email": "dump-admin@example.com", "password": ADMIN_PASSWORD});
+    let signed_in = post_once(&app, "/api/v1/auth/login", None, "a", admin_login).await;
+    let signed_in = data(signed_in, StatusCode::OK).await;
+    let admin = signed_in["access_token"].as_str().unwrap().to_owned();
+    keep(&signed_in["access_token"]);
+    keep(&signed_in["refresh_token"]);
+    let user =
+        json!({"email": "dump@example.com", "password": "correct horse battery", "name": "D"});
+    let registered = data(
+        post_once(&app, "/api/v1/auth/register", None, "b", user).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    keep(&registered["access_token"]);
+    keep(&registered["refresh_token"]);
+    let refresh = json!({"refresh_token": registered["refresh_token"]});
+    let refreshed = data(
+        post_once(&app, "/api/v1/auth/refresh", None, "c", refresh).await,
+        StatusCode::OK,
+    )
+    .await;
+    keep(&refreshed["access_token"]);
+    keep(&refreshed["refresh_token"]);
+    let key = post_once(
+        &app,
+        "/api/v1/api-keys",
+        Some(&admin),
+        "d",
+        json!({"name": "k"}),
+    )
+    .await;
+    let key = data(key, StatusCode::CREATED).await;
+    keep(&key["key"]);
+    let by_key = key["key"].as_str().unwrap().to_owned();
+    let created = post_once(
+        &app,
+        "/api/v1/webhooks",
+        Some(&by_key),
+        "e",
+        hook("http://127.0.0.1:9/h"),
+    )
+    .await;
+    let created = data(created, StatusCode::CREATED).await;
+    keep(&created["secret"]);
+    let rotate = format!(
+        "/api/v1/webhooks/{}/rotate-secret",
+        created["id"].as_str().unwrap()
+    );
+    let rotated = data(
+        post_once(&app, &rotate, Some(&admin), "f", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    keep(&rotated["secret"]);
+
+    let database_url = &app.state.config.database_url;
+    let output = std::process::Command::new("pg_dump")
+        // libpq knows none of sqlx's URL parameters.
+        .args([
+            "--data-only",
+            "--dbname",
+            database_url.split('?').next().unwrap(),
+        ])
+        .output()
+        .expect("pg_dump runs");
+    let dump = String::from_utf8_lossy(&output.stdout);
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        dump.contains(created["id"].as_str().unwrap()),
+        "the dump holds the endpoint"
+    );
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE state = 'done'")
+            .fetch_one(&app.state.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored, 3,
+        "the key and webhook answers are kept (sealed) for replays"
+    );
+    for marker in ["sk_live_", "whsec_"] {
+        assert!(!dump.contains(marker), "the dump holds {marker}");
+    }
+    assert!(!jwt_shaped(&dump), "the dump holds a JWT");
+    for credential in &credentials {
+        assert!(
+            !dump.contains(credential.as_str()),
+            "the dump holds {credential}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stored_answer_still_replays_to_its_caller_with_the_same_secret() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let body = hook("http://127.0.0.1:9/h");
+
+    let first = data(
+        post_once(&app, "/api/v1/webhooks", Some(&admin), "w", body.clone()).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let replay = post_once(&app, "/api/v1/webhooks", Some(&admin), "w", body).await;
+
+    assert_eq!(replay.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(data(replay, StatusCode::CREATED).await, first);
+}
+
+#[tokio::test]
+async fn webhook_secrets_left_in_plaintext_are_sealed_at_start_and_still_sign() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let receiver = Receiver::start(vec![]).await;
+    let created = data(
+        app.post("/api/v1/webhooks", Some(&admin), hook(&receiver.url))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    // A row as an older version wrote it.
+    let legacy = format!("whsec_{}", STANDARD.encode([7u8; 32]));
+    sqlx::query("UPDATE webhook_endpoints SET secret = $1 WHERE id = $2::uuid")
+        .bind(&legacy)
+        .bind(&id)
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
+
+    let restarted = app.another_instance().await;
+    let stored: String =
+        sqlx::query_scalar("SELECT secret FROM webhook_endpoints WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.state.pool)
+            .await
+            .unwrap();
+    let ping = restarted
+        .post(
+            &format!("/api/v1/webhooks/{id}/test"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    let received = receiver.wait_for(1, Duration::from_secs(20)).await;
+
+    assert!(
+        stored.starts_with("sealed:v1:") && !stored.contains(&legacy[6..]),
+        "{stored}"
+    );
+    assert_eq!(ping.status(), StatusCode::ACCEPTED);
+    assert!(!received.is_empty(), "the ping arrived");
+    assert!(
+        verifies(&legacy, &received[0]),
+        "signed with the old secret"
+    );
+}
+
+#[tokio::test]
+async fn a_start_with_another_secrets_key_is_refused_rather_than_signing_with_nothing() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let created = app
+        .post(
+            "/api/v1/webhooks",
+            Some(&admin),
+            hook("http://127.0.0.1:9/h"),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let config = crate::helpers::test_config(
+        &app.state.config.database_url,
+        &[("SECRETS_KEY", "a-different-secrets-key-of-32-bytes-or-more")],
+    );
+
+    let started = chronicle::startup::Application::build(config, Default::default()).await;
+
+    let error = format!("{:#}", started.err().expect("the start is refused"));
+    assert!(error.contains("SECRETS_KEY"), "{error}");
+}
+
+#[tokio::test]
+async fn made_up_api_keys_buy_no_rate_limit_budget_of_their_own() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_PER_MINUTE", "5")]).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let made_up = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
+        let response = app
+            .request(Method::GET, "/api/v1/posts", None)
+            .header("x-api-key", made_up)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status());
+    }
+    let anonymous = app.get("/api/v1/posts", None).await;
+
+    assert_eq!(&statuses[..5], &[StatusCode::UNAUTHORIZED; 5]);
+    assert_eq!(
+        &statuses[5..],
+        &[StatusCode::TOO_MANY_REQUESTS; 3],
+        "{statuses:?}"
+    );
+    assert_eq!(
+        anonymous.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the IP's budget is spent"
+    );
+}
+
+#[tokio::test]
+async fn a_made_up_api_key_with_an_idempotency_key_is_401_and_leaves_no_record() {
+    let app = TestApp::spawn().await;
+
+    let response = app
+        .request(Method::POST, "/api/v1/posts", None)
+        .header("x-api-key", "sk_live_made-up")
+        .header("idempotency-key", "i1")
+        .json(&json!({"title": "t", "body": "b"}))
+        .send()
+        .await
+        .unwrap();
+
+    problem(response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    let records: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(records, 0);
+}
+
+/// An admin, a key that acts as them, and their session's id.
+async fn admin_and_key(app: &TestApp) -> (String, String, String) {
+    let (admin_id, admin) = app.admin().await;
+    let (_, key) = api_key(app, &admin).await;
+    // The session's id is the token's `sid` (the sessions read model may not list it yet).
+    let payload = admin.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let session = claims["sid"].as_str().unwrap().to_owned();
+    (admin_id, key, session)
+}
+
+async fn by_key(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Value,
+) -> reqwest::Response {
+    app.request(method, path, None)
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_api_key_cannot_deactivate_its_creator_but_still_manages_other_users() {
+    let app = TestApp::spawn().await;
+    let (admin_id, key, _) = admin_and_key(&app).await;
+    let (other_id, _, _) = app.register("other@example.com").await;
+
+    let creator = by_key(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/users/{admin_id}"),
+        &key,
+        json!({}),
+    )
+    .await;
+    let other = by_key(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/users/{other_id}"),
+        &key,
+        json!({}),
+    )
+    .await;
+
+    problem(creator, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    assert_eq!(other.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn an_api_key_cannot_change_its_creators_password() {
+    let app = TestApp::spawn().await;
+    let (admin_id, key, _) = admin_and_key(&app).await;
+    let change = json!({"current_password": ADMIN_PASSWORD, "new_password": "taken over by a key"});
+
+    let response = by_key(
+        &app,
+        Method::POST,
+        &format!("/api/v1/users/{admin_id}/password"),
+        &key,
+        change,
+    )
+    .await;
+
+    problem(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+}
+
+#[tokio::test]
+async fn an_api_key_cannot_sign_its_creator_out() {
+    let app = TestApp::spawn().await;
+    let (_, key, _) = admin_and_key(&app).await;
+
+    let logout = by_key(&app, Method::POST, "/api/v1/auth/logout", &key, json!({})).await;
+    let logout_all = by_key(
+        &app,
+        Method::POST,
+        "/api/v1/auth/logout-all",
+        &key,
+        json!({}),
+    )
+    .await;
+
+    problem(logout, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    problem(logout_all, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+}
+
+#[tokio::test]
+async fn an_api_key_cannot_read_or_revoke_its_creators_sessions() {
+    let app = TestApp::spawn().await;
+    let (_, key, session) = admin_and_key(&app).await;
+
+    let list = app
+        .request(Method::GET, "/api/v1/me/sessions", None)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    let revoke = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/me/sessions/{session}"),
+            None,
+        )
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+
+    problem(list, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    problem(revoke, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+}
