@@ -91,6 +91,7 @@ async fn a_slowloris_client_trickling_its_headers_is_cut_off_after_the_header_ti
     trickle.abort();
 
     let closed = closed.expect("the server kept a never-finished request head open for 4 s");
+    eprintln!("a trickled head was cut off after {closed:?}");
     assert!(
         closed >= Duration::from_millis(900),
         "closed after {closed:?}"
@@ -209,6 +210,24 @@ async fn readyz_follows_the_nats_connection_down_and_back_up_within_ten_seconds(
     let down = down.expect("still `up` 10 s after NATS died");
     let up_again = up_again.expect("still `down` 10 s after NATS returned");
     eprintln!("nats down seen after {down:?}, up again after {up_again:?}");
+}
+
+#[tokio::test]
+async fn readyz_says_nats_is_down_within_ten_seconds_when_the_path_to_it_goes_silent() {
+    let shared = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let target = shared.trim_start_matches("nats://").to_owned();
+    let (port, frozen) = freezing_proxy(target).await;
+    let url = format!("nats://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(&[("NATS_URL", url.as_str())]).await;
+    let up = wait_for_nats(&app, "up", Duration::from_secs(10)).await;
+
+    // No reset, no close: the socket just stops carrying anything, as behind a cut link.
+    frozen.send(true).unwrap();
+    let down = wait_for_nats(&app, "down", Duration::from_secs(10)).await;
+
+    assert!(up.is_some(), "never up through the proxy");
+    let down = down.expect("still `up` 10 s after the connection went silent");
+    eprintln!("a silent NATS connection read down after {down:?}");
 }
 
 /// Every family API.md names, with a series that must read 0 on a fresh server.

@@ -155,9 +155,12 @@ pub async fn docs() -> Response {
 
 /// Prometheus metrics.
 ///
-/// Requests by route template and status, latencies, requests in flight, projection and relay
-/// lag. [`crate::http::layers`] registers this route next to the layer that measures the others,
-/// so it is documented here; the API tests check that the route and this operation agree.
+/// Requests by route template and status, latencies, requests in flight, open connections,
+/// projection and relay lag, webhook deliveries and emails by outcome. Every family is present
+/// from the first scrape, and a scrape costs no database query. With `METRICS_TOKEN` set, the
+/// request must carry `Authorization: Bearer <METRICS_TOKEN>`. [`crate::http::layers`]
+/// registers this route next to the layer that measures the others, so it is documented here;
+/// the API tests check that the route and this operation agree.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -165,6 +168,9 @@ pub async fn docs() -> Response {
     responses(
         (status = 200, description = "Prometheus text exposition format", body = String,
             content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 401, description = "UNAUTHORIZED: `METRICS_TOKEN` is set and the request did not carry it",
+            body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate"))),
         (status = 503, description = "SERVICE_UNAVAILABLE: the metrics recorder is unavailable",
             body = Problem, content_type = "application/problem+json"),
     )
