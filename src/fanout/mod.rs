@@ -3,5 +3,7 @@
 
 pub mod analytics;
 pub mod cloudevents;
+pub mod from_log;
+pub mod nats;
 pub mod relay;
 pub mod webhooks;
