@@ -11,7 +11,7 @@ use crate::fanout::webhooks::delivery::body_from_cloud_event;
 use crate::fanout::webhooks::store::{self, Endpoint};
 
 /// Events read per page.
-pub const PAGE: i64 = 200;
+pub const PAGE: i64 = 100;
 
 /// One page of events recorded since `since`, after `after` in log order (keyset on the
 /// `events_log_order` index, so each page starts where the last ended without an OFFSET).
