@@ -89,6 +89,8 @@ where
     F: FnMut(Value) -> Fut,
     Fut: std::future::Future<Output = Result<(), sqlx::Error>>,
 {
+    // Present from the first scrape, before any stranger shows up.
+    metrics::counter!("chronicle_nats_foreign_messages_total", "consumer" => consumer).increment(0);
     let mut messages = pull
         .messages()
         .await
