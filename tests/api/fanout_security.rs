@@ -304,3 +304,31 @@ async fn the_fan_out_signs_in_to_a_nats_that_requires_a_user_and_password_from_n
         .any(|m| m["type"] == "post.created" && m["aggregateid"] == post["id"]));
     assert_eq!(delivered.len(), 1, "the webhook consumer signed in too");
 }
+
+#[tokio::test]
+async fn the_relay_signs_in_to_a_nats_that_requires_a_token_from_nats_url() {
+    let nats = OwnNats::start_with(&["--auth", "t0ken"]);
+    let url = format!("nats://t0ken@127.0.0.1:{}", nats.port);
+    let app = TestApp::spawn_with(&[("NATS_URL", url.as_str())]).await;
+    let (admin_id, _) = app.admin().await;
+
+    let client = async_nats::ConnectOptions::with_token("t0ken".into())
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let relayed = loop {
+        if let Ok(mut stream) = js.get_stream(&app.state.config.nats_stream).await {
+            if stream.info().await.unwrap().state.messages > 0 {
+                let first = stream.get_raw_message(1).await.unwrap();
+                break serde_json::from_slice::<Value>(&first.payload).unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing was relayed");
+        poll_pause().await;
+    };
+
+    assert_eq!(relayed["type"], "user.registered");
+    assert_eq!(relayed["aggregateid"], admin_id.as_str());
+}
