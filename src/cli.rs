@@ -209,9 +209,10 @@ async fn republish(config: Config, from: projections::Position) -> anyhow::Resul
 
     let pool = startup::connect_database(&config).await?;
     let settings = RelaySettings::from_config(&config);
-    let client = async_nats::connect(&settings.nats_url)
+    let client = settings
+        .connect(async_nats::ConnectOptions::new())
         .await
-        .with_context(|| format!("connecting to NATS at {}", settings.nats_url))?;
+        .map_err(anyhow::Error::msg)?;
     let js = async_nats::jetstream::new(client);
     ensure_stream(&js, &settings).await?;
     // Inclusive: start just before the given event.

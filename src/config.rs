@@ -20,6 +20,8 @@ pub enum LogFormat {
 pub struct Config {
     pub database_url: String,
     pub nats_url: String,
+    /// `NATS_CREDS_FILE`: a `.creds` file (user JWT and nkey seed), read at each connect.
+    pub nats_creds_file: Option<std::path::PathBuf>,
     pub bind_addr: SocketAddr,
     pub environment: Environment,
     pub jwt_secret: Vec<u8>,
@@ -54,7 +56,7 @@ impl std::fmt::Debug for Config {
         // The secret stays out of logs and panics.
         f.debug_struct("Config")
             .field("database_url", &self.database_url)
-            .field("nats_url", &self.nats_url)
+            .field("nats_url", &crate::fanout::nats::redacted(&self.nats_url))
             .field("bind_addr", &self.bind_addr)
             .field("environment", &self.environment)
             .field("jwt_secret", &"<redacted>")
@@ -141,10 +143,23 @@ impl Config {
             None => LogFormat::Pretty,
             Some(other) => return Err(invalid("LOG_FORMAT", other, "expected json or pretty")),
         };
+        let nats_url = var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+        if let Err(reason) = nats_url.parse::<crate::fanout::nats::NatsUrl>() {
+            return Err(invalid(
+                "NATS_URL",
+                &crate::fanout::nats::redacted(&nats_url),
+                &reason,
+            ));
+        }
+        let nats_creds_file = var("NATS_CREDS_FILE").map(std::path::PathBuf::from);
+        if let Some(path) = &nats_creds_file {
+            check_creds_file(path)?;
+        }
         Ok(Self {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/chronicle".into()),
-            nats_url: var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            nats_url,
+            nats_creds_file,
             bind_addr: parse_or(&var, "BIND_ADDR", "127.0.0.1:8080".parse().ok())?,
             environment,
             jwt_secret,
@@ -209,6 +224,23 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A creds file that is missing or malformed fails the start, not every later connect.
+fn check_creds_file(path: &std::path::Path) -> Result<(), ConfigError> {
+    let shown = path.display().to_string();
+    let contents = std::fs::read_to_string(path)
+        .map_err(|e| invalid("NATS_CREDS_FILE", &shown, &format!("cannot be read: {e}")))?;
+    async_nats::ConnectOptions::new()
+        .credentials(&contents)
+        .map(|_| ())
+        .map_err(|e| {
+            invalid(
+                "NATS_CREDS_FILE",
+                &shown,
+                &format!("is not a NATS .creds file: {e}"),
+            )
+        })
 }
 
 fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
@@ -347,6 +379,24 @@ mod tests {
 
             assert_eq!(cfg.check_bind_address().is_ok(), allowed, "{address}");
         }
+    }
+
+    #[test]
+    fn nats_settings_are_checked_at_start_without_showing_credentials() {
+        let dev = ("CHRONICLE_ENV", "development");
+
+        let bad_url = config(&[dev, ("NATS_URL", "http://u:secret@h")])
+            .err()
+            .unwrap();
+        let missing = config(&[dev, ("NATS_CREDS_FILE", "/nonexistent/x.creds")])
+            .err()
+            .unwrap();
+        let with_auth = config(&[dev, ("NATS_URL", "nats://u:hunter2@h:4222")]).unwrap();
+
+        assert!(bad_url.to_string().contains("NATS_URL"));
+        assert!(!bad_url.to_string().contains("secret"));
+        assert!(missing.to_string().contains("NATS_CREDS_FILE"));
+        assert!(!format!("{with_auth:?}").contains("hunter2"));
     }
 
     #[test]

@@ -229,6 +229,7 @@ pub async fn mark_relayed(url: &str, nats_url: &str, stream: &str) -> anyhow::Re
 pub fn relay_settings(nats_url: &str, stream: &str) -> chronicle::fanout::relay::RelaySettings {
     chronicle::fanout::relay::RelaySettings {
         nats_url: nats_url.to_owned(),
+        nats_creds_file: None,
         stream: stream.to_owned(),
         subject_prefix: crate::server::subject_prefix(stream),
         duplicate_window: std::time::Duration::from_secs(2 * 3600),

@@ -162,6 +162,16 @@ pub async fn count_after<'e>(
     .await
 }
 
+/// The events with these ids, in no particular order (ids not in the log are left out).
+pub async fn events_by_id<'e>(
+    executor: impl PgExecutor<'e>,
+    ids: &[uuid::Uuid],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE event_id = ANY($1)");
+    let rows = sqlx::query(&sql).bind(ids).fetch_all(executor).await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
 /// One aggregate's events, oldest first.
 pub async fn aggregate_events<'e>(
     executor: impl PgExecutor<'e>,

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use chrono::{DateTime, DurationRound, Utc};
-use futures::StreamExt;
 use serde_json::Value;
 use sqlx::PgPool;
 
+use crate::fanout::from_log;
 use crate::fanout::relay::{ensure_stream, RelaySettings};
 
 const CONSUMER: &str = "chronicle-analytics";
@@ -77,11 +77,7 @@ pub async fn record(pool: &PgPool, event: &Value) -> Result<bool, sqlx::Error> {
 }
 
 async fn session(pool: &PgPool, settings: &RelaySettings) -> Result<(), String> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(2))
-        .connect(&settings.nats_url)
-        .await
-        .map_err(|e| e.to_string())?;
+    let client = settings.connect(async_nats::ConnectOptions::new()).await?;
     let js = jetstream::new(client);
     let stream = ensure_stream(&js, settings)
         .await
@@ -98,15 +94,15 @@ async fn session(pool: &PgPool, settings: &RelaySettings) -> Result<(), String> 
         )
         .await
         .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| e.to_string())?;
-        let event: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
-        // Not acked on a database error: NATS redelivers, and the ledger keeps counting exact.
-        record(pool, &event).await.map_err(|e| e.to_string())?;
-        message.ack().await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    // Not acked on a database error: NATS redelivers, and the ledger keeps counting exact.
+    from_log::consume(
+        pool,
+        CONSUMER,
+        consumer,
+        |event| async move { record(pool, &event).await.map(|_| ()) },
+        || {},
+    )
+    .await
 }
 
 pub async fn run(pool: PgPool, settings: RelaySettings) {

@@ -4,5 +4,7 @@
 pub mod analytics;
 pub mod cloudevents;
 pub mod nats_status;
+pub mod from_log;
+pub mod nats;
 pub mod relay;
 pub mod webhooks;

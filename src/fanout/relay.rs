@@ -53,6 +53,7 @@ fn nats(err: impl std::fmt::Display) -> RelayError {
 #[derive(Clone)]
 pub struct RelaySettings {
     pub nats_url: String,
+    pub nats_creds_file: Option<std::path::PathBuf>,
     pub stream: String,
     pub subject_prefix: String,
     pub duplicate_window: Duration,
@@ -62,10 +63,16 @@ impl RelaySettings {
     pub fn from_config(config: &Config) -> Self {
         Self {
             nats_url: config.nats_url.clone(),
+            nats_creds_file: config.nats_creds_file.clone(),
             stream: config.nats_stream.clone(),
             subject_prefix: config.nats_subject_prefix.clone(),
             duplicate_window: config.nats_duplicate_window,
         }
+    }
+
+    /// Connects with the configured credentials, plus `options`.
+    pub async fn connect(&self, options: ConnectOptions) -> Result<async_nats::Client, String> {
+        crate::fanout::nats::connect(&self.nats_url, self.nats_creds_file.as_deref(), options).await
     }
 }
 
@@ -197,19 +204,15 @@ impl Relay {
     async fn session(&mut self, backoff: &mut Duration) -> Result<(), RelayError> {
         let reconnects = Arc::new(AtomicU64::new(0));
         let counter = reconnects.clone();
-        let client = ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(2))
-            .event_callback(move |event| {
-                let counter = counter.clone();
-                async move {
-                    if matches!(event, Event::Connected) {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                    }
+        let options = ConnectOptions::new().event_callback(move |event| {
+            let counter = counter.clone();
+            async move {
+                if matches!(event, Event::Connected) {
+                    counter.fetch_add(1, Ordering::SeqCst);
                 }
-            })
-            .connect(&self.settings.nats_url)
-            .await
-            .map_err(nats)?;
+            }
+        });
+        let client = self.settings.connect(options).await.map_err(nats)?;
         let js = jetstream::new(client);
         let mut stream = ensure_stream(&js, &self.settings).await?;
         let mut last_sequence = self.reconcile(&mut stream).await?;

@@ -250,14 +250,19 @@ fn with_secret(endpoint: &Endpoint, secret: &str) -> Value {
     v
 }
 
+fn target_message(error: &TargetError) -> String {
+    match error {
+        TargetError::NotHttp => format!("the URL {error}"),
+        TargetError::Unresolvable | TargetError::NotPublic { .. } => error.to_string(),
+    }
+}
+
 /// A private target is a validation error on `url`, so the client knows which field to fix.
 async fn allowed_target(state: &AppState, url: &str) -> Result<(), ApiError> {
-    match targets::check(url, state.config.webhook_allow_private_targets).await {
-        Ok(_) => Ok(()),
-        Err(e @ (TargetError::Private | TargetError::Unresolvable | TargetError::NotHttp)) => {
-            Err(ApiError::field("url", "TARGET", &format!("the URL {e}")))
-        }
-    }
+    targets::check(url, state.config.webhook_allow_private_targets)
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::field("url", "TARGET", &target_message(&e)))
 }
 
 async fn found(state: &AppState, id: Uuid) -> Result<Endpoint, ApiError> {
@@ -614,32 +619,9 @@ async fn replay(
     ValidatedJson(body): ValidatedJson<ReplayRequest>,
 ) -> Result<Response, ApiError> {
     let endpoint = found(&state, id).await?;
-    let rows = sqlx::query(
-        "SELECT event_id, transaction_id::text::bigint AS transaction_id, position, aggregate_type, aggregate_id,
-                sequence, event_type, event_version, payload, metadata, recorded_at
-           FROM events WHERE recorded_at >= $1 ORDER BY transaction_id, position",
-    )
-    .bind(body.since)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(ApiError::internal)?;
-    for row in &rows {
-        let event = projections::log::StoredEvent::from_row(row).map_err(ApiError::internal)?;
-        if endpoint.wants(&event.event_type) {
-            let cloud = crate::fanout::cloudevents::cloud_event(&event);
-            let payload = crate::fanout::webhooks::delivery::body_from_cloud_event(&cloud);
-            store::enqueue(
-                &state.pool,
-                endpoint.id,
-                event.event_id,
-                &event.event_type,
-                &payload,
-                true,
-            )
-            .await
-            .map_err(ApiError::internal)?;
-        }
-    }
+    crate::fanout::webhooks::replay::replay(&state.pool, &endpoint, body.since)
+        .await
+        .map_err(ApiError::internal)?;
     state.webhook_wake.notify_one();
     Ok(accepted())
 }

@@ -213,11 +213,18 @@ impl Drop for TestApp {
 pub struct OwnNats {
     pub port: u16,
     store: std::path::PathBuf,
+    /// More nats-server arguments, e.g. `--user`/`--pass`.
+    extra: Vec<String>,
     child: Option<std::process::Child>,
 }
 
 impl OwnNats {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with more nats-server arguments (kept for restarts).
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -230,6 +237,7 @@ impl OwnNats {
         let mut nats = Self {
             port,
             store,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
         nats.restart();
@@ -256,6 +264,7 @@ impl OwnNats {
                 "-sd",
             ])
             .arg(&self.store)
+            .args(&self.extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -9,6 +9,7 @@ mod cli;
 mod concurrency;
 mod edge;
 mod errors;
+mod fanout_security;
 mod health;
 mod helpers;
 mod instances;

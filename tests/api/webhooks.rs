@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -13,23 +14,23 @@ use sha2::Sha256;
 use crate::helpers::{problem, TestApp};
 
 #[derive(Clone, Debug)]
-pub(crate) struct Received {
-    id: String,
+pub struct Received {
+    pub id: String,
     timestamp: String,
     signature: String,
-    body: Vec<u8>,
+    pub body: Vec<u8>,
 }
 
 /// An HTTP receiver of the test's own: records every request and answers with the next
 /// scripted status (200 once the script runs out).
 #[derive(Clone)]
-pub(crate) struct Receiver {
-    pub(crate) url: String,
+pub struct Receiver {
+    pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    pub(crate) async fn start(script: Vec<u16>) -> Self {
+    pub async fn start(script: Vec<u16>) -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script));
         let (r, s) = (received.clone(), script.clone());
@@ -70,11 +71,11 @@ impl Receiver {
         Self { url, received }
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 
-    pub(crate) async fn wait_for(&self, count: usize, deadline: Duration) -> Vec<Received> {
+    pub async fn wait_for(&self, count: usize, deadline: Duration) -> Vec<Received> {
         let started = Instant::now();
         while self.received().len() < count && started.elapsed() < deadline {
             crate::helpers::poll_pause().await;
@@ -95,7 +96,7 @@ pub(crate) fn verifies(secret: &str, message: &Received) -> bool {
     message.signature.split(' ').any(|s| s == expected)
 }
 
-async fn endpoint(app: &TestApp, admin: &str, url: &str, types: Value) -> Value {
+pub async fn endpoint(app: &TestApp, admin: &str, url: &str, types: Value) -> Value {
     let response = app
         .post(
             "/api/v1/webhooks",
@@ -373,7 +374,7 @@ async fn an_endpoint_that_answers_410_is_disabled() {
 }
 
 /// Waits until a durable consumer has acknowledged every message of the app's stream.
-async fn consumer_caught_up(app: &TestApp, name: &str) {
+pub async fn consumer_caught_up(app: &TestApp, name: &str) {
     let client = async_nats::connect(&app.state.config.nats_url)
         .await
         .unwrap();
@@ -475,4 +476,50 @@ async fn a_failed_delivery_can_be_retried_and_a_replay_covers_events_from_before
         "replay reaches back before the endpoint: {titles:?}"
     );
     assert!(titles.contains(&"after".to_owned()));
+}
+
+#[tokio::test]
+async fn a_replay_delivers_every_matching_event_across_several_pages() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let since = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let count = 2 * chronicle::fanout::webhooks::replay::PAGE as usize + 30;
+    let posts: Vec<_> = (0..count)
+        .map(|i| {
+            let (app, admin) = (&app, &admin);
+            async move {
+                app.create_post(admin, json!({"title": format!("paged {i}"), "body": "b"}))
+                    .await
+            }
+        })
+        .collect();
+    // A few at a time: enough to seed quickly, not so many that the server is swamped.
+    let mut posts = futures::stream::iter(posts).buffer_unordered(8);
+    while posts.next().await.is_some() {}
+    consumer_caught_up(&app, "chronicle-webhooks").await;
+    let receiver = Receiver::start(vec![]).await;
+    let hook = endpoint(&app, &admin, &receiver.url, json!(["post.created"])).await;
+    let id = hook["id"].as_str().unwrap();
+
+    let replayed = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/replay"),
+            Some(&admin),
+            json!({"since": since.to_rfc3339()}),
+        )
+        .await;
+    let received = receiver.wait_for(count, Duration::from_secs(60)).await;
+
+    assert_eq!(replayed.status(), StatusCode::ACCEPTED);
+    let expected: std::collections::BTreeSet<String> =
+        sqlx::query_scalar("SELECT event_id::text FROM events WHERE event_type = 'post.created'")
+            .fetch_all(&app.state.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let got: std::collections::BTreeSet<String> = received.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(expected.len(), count);
+    assert_eq!(received.len(), count, "each event once");
+    assert_eq!(got, expected);
 }

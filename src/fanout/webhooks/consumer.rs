@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
+use crate::fanout::from_log;
 use crate::fanout::relay::{ensure_stream, RelaySettings};
 use crate::fanout::webhooks::delivery::body_from_cloud_event;
 use crate::fanout::webhooks::store;
@@ -35,11 +35,7 @@ async fn handle(pool: &PgPool, event: &Value) -> Result<(), sqlx::Error> {
 }
 
 async fn session(pool: &PgPool, settings: &RelaySettings, wake: &Notify) -> Result<(), String> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(2))
-        .connect(&settings.nats_url)
-        .await
-        .map_err(|e| e.to_string())?;
+    let client = settings.connect(async_nats::ConnectOptions::new()).await?;
     let js = jetstream::new(client);
     let stream = ensure_stream(&js, settings)
         .await
@@ -56,16 +52,15 @@ async fn session(pool: &PgPool, settings: &RelaySettings, wake: &Notify) -> Resu
         )
         .await
         .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| e.to_string())?;
-        let event: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
-        // Not acked on a database error: NATS redelivers it, and the enqueue is idempotent.
-        handle(pool, &event).await.map_err(|e| e.to_string())?;
-        message.ack().await.map_err(|e| e.to_string())?;
-        wake.notify_one();
-    }
-    Ok(())
+    // Not acked on a database error: NATS redelivers it, and the enqueue is idempotent.
+    from_log::consume(
+        pool,
+        CONSUMER,
+        consumer,
+        |event| async move { handle(pool, &event).await },
+        || wake.notify_one(),
+    )
+    .await
 }
 
 pub async fn run(pool: PgPool, settings: RelaySettings, wake: Arc<Notify>) {

@@ -26,7 +26,9 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 pub struct Sender {
     pool: PgPool,
-    client: reqwest::Client,
+    /// `None` only if the TLS stack could not start; every delivery then fails, none goes out
+    /// through a client without the target filter.
+    client: Option<reqwest::Client>,
     schedule: Vec<Duration>,
     allow_private: bool,
     per_endpoint: usize,
@@ -47,7 +49,12 @@ struct Due {
 enum Outcome {
     Delivered(u16),
     Gone,
-    Failed { status: Option<u16>, error: String },
+    Failed {
+        status: Option<u16>,
+        error: String,
+    },
+    /// The target is not public: failed at once, since retrying would call it again.
+    Refused(String),
 }
 
 impl Sender {
@@ -58,11 +65,9 @@ impl Sender {
         per_endpoint: usize,
         secrets: Arc<SecretBox>,
     ) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(SEND_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+        let client = targets::client(allow_private, SEND_TIMEOUT)
+            .inspect_err(|e| tracing::error!(error = %e, "cannot build the webhook HTTP client"))
+            .ok();
         Self {
             pool,
             client,
@@ -89,12 +94,22 @@ impl Sender {
     }
 
     async fn send(&self, endpoint: &Endpoint, due: &Due) -> Outcome {
-        if let Err(e) = targets::check(&endpoint.url, self.allow_private).await {
+        // Names are checked by the client's resolver as it connects; addresses are not
+        // resolved, so they are checked here.
+        let url = match targets::parse(&endpoint.url) {
+            Ok(url) if self.allow_private => url,
+            Ok(url) => match targets::check_literal(&url) {
+                Ok(()) => url,
+                Err(e) => return Outcome::Refused(format!("target refused: {e}")),
+            },
+            Err(e) => return Outcome::Refused(format!("target refused: {e}")),
+        };
+        let Some(client) = &self.client else {
             return Outcome::Failed {
                 status: None,
-                error: format!("target refused: {e}"),
+                error: "the webhook HTTP client could not start".into(),
             };
-        }
+        };
         let body = match serde_json::to_vec(&due.payload) {
             Ok(body) => body,
             Err(e) => {
@@ -109,9 +124,8 @@ impl Sender {
         let secrets = endpoint.signing_secrets(Utc::now(), &self.secrets);
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let signature = signature_header(&secrets, &id, timestamp, &body);
-        let sent = self
-            .client
-            .post(&endpoint.url)
+        let sent = client
+            .post(url)
             .header("content-type", "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -128,12 +142,15 @@ impl Sender {
                 status: Some(response.status().as_u16()),
                 error: format!("answered {}", response.status()),
             },
-            Err(e) => Outcome::Failed {
-                status: None,
-                error: if e.is_timeout() {
-                    "timed out".into()
-                } else {
-                    format!("not reachable: {e}")
+            Err(e) => match targets::refusal(&e) {
+                Some(refused) => Outcome::Refused(format!("target refused: {refused}")),
+                None => Outcome::Failed {
+                    status: None,
+                    error: if e.is_timeout() {
+                        "timed out".into()
+                    } else {
+                        format!("not reachable: {e}")
+                    },
                 },
             },
         }
@@ -165,6 +182,18 @@ impl Sender {
                 .await?;
                 store::disable(&self.pool, due.endpoint_id, "answered 410 Gone").await?;
                 "gone"
+            }
+            Outcome::Refused(error) => {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'failed', attempts = $2, last_status_code = NULL,
+                            last_error = $3 WHERE id = $1",
+                )
+                .bind(due.id)
+                .bind(attempts)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                "refused"
             }
             Outcome::Failed { status, error } => {
                 // Attempt n failed: wait schedule[n-1]; past the schedule the delivery is failed.

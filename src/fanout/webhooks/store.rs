@@ -300,6 +300,50 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// One event to queue for an endpoint.
+pub struct Queued {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+}
+
+/// [`enqueue`] for many events in one statement (a replay's page).
+pub async fn enqueue_many(
+    pool: &PgPool,
+    endpoint: Uuid,
+    events: &[Queued],
+    reset: bool,
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let on_conflict = if reset {
+        "DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL,
+                       last_status_code = NULL, delivered_at = NULL"
+    } else {
+        "DO NOTHING"
+    };
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let event_ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
+    sqlx::query(&format!(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload)
+         SELECT id, $2, event_id, event_type, payload
+           FROM unnest($1::uuid[], $3::uuid[], $4::text[], $5::jsonb[])
+                AS q(id, event_id, event_type, payload)
+         ON CONFLICT (endpoint_id, event_id) {on_conflict}"
+    ))
+    .bind(&ids)
+    .bind(endpoint)
+    .bind(&event_ids)
+    .bind(&types)
+    .bind(&payloads)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 pub async fn deliveries(
     pool: &PgPool,
     endpoint: Uuid,

@@ -1,0 +1,120 @@
+//! Vouches for messages consumed from NATS against the event log: Chronicle's consumers act
+//! only on events that are in it, never on what a stranger publishes on its subjects.
+//!
+//! Anyone who may publish on `<prefix>.>` can put a message in the stream. Each batch of
+//! consumed messages is looked up in `events` by id (one query on its unique index); a message
+//! whose id is not there, or that is not exactly the CloudEvent the relay makes of that event
+//! (another type, aggregate, version, time or data), is dropped with a warning and a count in
+//! `chronicle_nats_foreign_messages_total`. What a consumer then acts on is the CloudEvent
+//! rebuilt from the log. An exact copy of a relayed message is let through: it is the same
+//! event, which every consumer already handles at most once.
+//!
+//! (Signing messages in the relay would spare the query, but would put a key shared by every
+//! instance on the message path, and the log already is the authority.)
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::fanout::cloudevents::cloud_event;
+
+fn event_id(message: &Value) -> Option<Uuid> {
+    message["id"]
+        .as_str()
+        .and_then(|id| Uuid::parse_str(id).ok())
+}
+
+/// For each message payload, the CloudEvent of the logged event it announces, or `None` when it
+/// is not one of Chronicle's (already counted and logged).
+pub async fn vouch(
+    pool: &PgPool,
+    consumer: &'static str,
+    subjects_and_payloads: &[(&str, &[u8])],
+) -> Result<Vec<Option<Value>>, sqlx::Error> {
+    let messages: Vec<Value> = subjects_and_payloads
+        .iter()
+        .map(|(_, payload)| serde_json::from_slice(payload).unwrap_or(Value::Null))
+        .collect();
+    let ids: Vec<Uuid> = messages.iter().filter_map(event_id).collect();
+    let logged: HashMap<Uuid, Value> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        projections::log::events_by_id(pool, &ids)
+            .await?
+            .iter()
+            .map(|event| (event.event_id, cloud_event(event)))
+            .collect()
+    };
+    Ok(messages
+        .iter()
+        .zip(subjects_and_payloads)
+        .map(|(message, (subject, _))| {
+            let found = event_id(message).and_then(|id| logged.get(&id));
+            match found {
+                Some(event) if event == message => Some(event.clone()),
+                _ => {
+                    tracing::warn!(
+                        consumer,
+                        subject,
+                        id = %message["id"],
+                        "a message on the event subjects is not an event of the log; dropped"
+                    );
+                    metrics::counter!("chronicle_nats_foreign_messages_total", "consumer" => consumer)
+                        .increment(1);
+                    None
+                }
+            }
+        })
+        .collect())
+}
+
+/// Most messages checked against the log in one query.
+const BATCH: usize = 100;
+
+/// Runs a pull consumer: each batch of messages that are ready is vouched for, `act` gets the
+/// logged CloudEvent of each of Chronicle's, in order, and every message is acked after (a
+/// stranger's too, so it is not redelivered). Returns on the first error; what was not acked is
+/// redelivered.
+pub async fn consume<F, Fut>(
+    pool: &PgPool,
+    consumer: &'static str,
+    pull: async_nats::jetstream::consumer::PullConsumer,
+    mut act: F,
+    after_batch: impl Fn(),
+) -> Result<(), String>
+where
+    F: FnMut(Value) -> Fut,
+    Fut: std::future::Future<Output = Result<(), sqlx::Error>>,
+{
+    // Present from the first scrape, before any stranger shows up.
+    metrics::counter!("chronicle_nats_foreign_messages_total", "consumer" => consumer).increment(0);
+    let mut messages = pull
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?
+        .ready_chunks(BATCH);
+    while let Some(batch) = messages.next().await {
+        let batch = batch
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let contents: Vec<(&str, &[u8])> = batch
+            .iter()
+            .map(|m| (m.subject.as_str(), m.payload.as_ref()))
+            .collect();
+        let events = vouch(pool, consumer, &contents)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (message, event) in batch.iter().zip(events) {
+            if let Some(event) = event {
+                act(event).await.map_err(|e| e.to_string())?;
+            }
+            message.ack().await.map_err(|e| e.to_string())?;
+        }
+        after_batch();
+    }
+    Ok(())
+}
