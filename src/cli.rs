@@ -47,6 +47,9 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Print the OpenAPI document that `serve` answers at /openapi.json (needs no configuration,
+    /// database or NATS: for linters and client generators).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +106,13 @@ pub enum UsersCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        let document = crate::http::openapi()
+            .to_pretty_json()
+            .context("serialising the OpenAPI document")?;
+        println!("{document}");
+        return Ok(());
+    }
     let config = Config::from_env()?;
     crate::telemetry::init(config.log_format);
     match cli.command {
@@ -126,6 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: EventsCommand::Republish { from },
         } => republish(config, from).await,
         Command::Projections { command } => projections_command(config, command).await,
+        Command::Openapi => Ok(()),
     }
 }
 
