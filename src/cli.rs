@@ -52,6 +52,9 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Print the OpenAPI document that `serve` answers at /openapi.json (needs no configuration,
+    /// database or NATS: for linters and client generators).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +119,13 @@ pub enum UsersCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        let document = crate::http::openapi()
+            .to_pretty_json()
+            .context("serialising the OpenAPI document")?;
+        println!("{document}");
+        return Ok(());
+    }
     let config = Config::from_env()?;
     crate::telemetry::init(config.log_format);
     match cli.command {
@@ -151,6 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Openapi => Ok(()),
     }
 }
 

@@ -24,6 +24,10 @@ use sha2::Sha256;
 use crate::http::error::{ApiError, FieldError};
 use crate::http::respond::CHRONICLE_POSITION;
 
+/// The longest query parameter value any route takes (a cursor, a search, a field list); the
+/// OpenAPI document states it as the parameters' `maxLength`.
+pub const MAX_QUERY_VALUE: usize = 2048;
+
 pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
 
@@ -41,6 +45,16 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
             form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(_, v)| v.chars().count() > MAX_QUERY_VALUE)
+        {
+            return Err(bad_parameter(
+                name,
+                "LENGTH",
+                &format!("must be at most {MAX_QUERY_VALUE} characters"),
+            ));
+        }
         // Postgres text cannot hold NUL; refuse it here rather than fail in the query.
         if let Some((name, _)) = pairs
             .iter()

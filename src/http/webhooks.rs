@@ -100,13 +100,19 @@ pub struct DeliveryParams {
     /// `pending`, `succeeded` or `failed`.
     status: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
 const AGGREGATES: [&str; 3] = ["user", "post", "session"];
+/// Longer than any event type there is; the document states it as the items' maxLength.
+const EVENT_TYPE_PATTERN_MAX: usize = 64;
 
 /// `*`, `<aggregate>.*`, or a public event type.
 fn valid_pattern(pattern: &str) -> bool {
+    if pattern.len() > EVENT_TYPE_PATTERN_MAX {
+        return false;
+    }
     if pattern == "*" {
         return true;
     }
@@ -163,8 +169,11 @@ fn to_validation(errors: Vec<FieldError>) -> Result<(), ValidationErrors> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpointRequest {
+    #[schema(max_length = 2048)]
     pub url: String,
+    #[schema(min_items = 1, max_items = 50, value_type = Vec<crate::http::openapi::schemas::EventTypePattern>)]
     pub event_types: Vec<String>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
 }
 
@@ -197,8 +206,11 @@ impl Validate for CreateEndpointRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpointRequest {
+    #[schema(max_length = 2048)]
     pub url: Option<String>,
+    #[schema(min_items = 1, max_items = 50, value_type = Option<Vec<crate::http::openapi::schemas::EventTypePattern>>)]
     pub event_types: Option<Vec<String>>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     pub enabled: Option<bool>,
 }

@@ -188,3 +188,20 @@ async fn serve_creates_its_database_and_stops_gracefully_on_sigterm() {
         "graceful shutdown exits 0, got {status:?}"
     );
 }
+
+#[tokio::test]
+async fn openapi_prints_the_served_document_without_any_configuration() {
+    let app = TestApp::spawn().await;
+    // No DATABASE_URL, JWT_SECRET or NATS: a linter or client generator needs none.
+    let output = Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .arg("openapi")
+        .env_clear()
+        .env("CHRONICLE_ENV", "production")
+        .output()
+        .unwrap();
+    let served: serde_json::Value = app.get("/openapi.json", None).await.json().await.unwrap();
+
+    assert!(output.status.success(), "{output:?}");
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed, served);
+}

@@ -405,3 +405,31 @@ async fn the_offset_total_stops_counting_at_the_10000_rows_pages_reach() {
     assert_eq!(last["data"].as_array().unwrap().len(), 100);
     assert_eq!(last["data"][99]["title"], "Post 10000");
 }
+
+#[tokio::test]
+async fn an_overlong_query_value_is_400_naming_the_parameter_before_any_query_runs() {
+    let app = spawn_app().await;
+    let (_, admin) = app.admin().await;
+    let long = "a".repeat(2049);
+    let just_fits = "a".repeat(2048);
+
+    for (path, name) in [
+        ("/api/v1/posts", "q"),
+        ("/api/v1/posts", "cursor"),
+        ("/api/v1/users", "q"),
+        ("/api/v1/events", "event_type"),
+        ("/api/v1/analytics/summary", "from"),
+    ] {
+        let response = app
+            .request(Method::GET, path, Some(&admin))
+            .query(&[(name, long.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let body = problem(response, StatusCode::BAD_REQUEST, "MALFORMED_REQUEST").await;
+        assert_eq!(body["errors"][0]["field"], name, "{path}: {body}");
+        assert_eq!(body["errors"][0]["code"], "LENGTH", "{path}: {body}");
+    }
+    let fits = get_query(&app, "/api/v1/posts", &[("q", just_fits.as_str())]).await;
+    assert_eq!(fits.status(), StatusCode::OK);
+}

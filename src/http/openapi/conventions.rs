@@ -1,12 +1,13 @@
 //! What the layers do for every route, added to every operation of the document: the request id,
-//! the rate limit on `/api/v1`, idempotency keys on POSTs, and the 500 that any route can give.
+//! CORS, the rate limit on `/api/v1` (its headers on every 2xx and 4xx, its 429), idempotency
+//! keys on POSTs, `security: []` on public operations, and the 500 that any route can give.
 //! Handlers' annotations describe only what the handler itself does.
 
 use std::collections::BTreeMap;
 
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{ArrayItems, Schema};
+use utoipa::openapi::schema::{ArrayItems, Schema, SchemaType};
 use utoipa::openapi::{Components, ContentBuilder, OpenApi, Ref, RefOr, Required, Response};
 use utoipa::openapi::{ObjectBuilder, Type};
 use utoipa::PartialSchema;
@@ -57,9 +58,14 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> [(&'static str, &mut Opti
 
 pub fn apply(document: &mut OpenApi) {
     let components = document.components.get_or_insert_with(Components::new);
-    for response in components.responses.values_mut() {
+    for (name, response) in components.responses.iter_mut() {
         if let RefOr::T(response) = response {
             add_request_id(response);
+            add_cors_origin(response);
+            // The shared 4xx answers are the ones /api/v1 routes give, after the rate limiter.
+            if name != "InternalError" && name != "Unavailable" {
+                add_rate_limit_headers(response);
+            }
         }
     }
     let shared = components.responses.clone();
@@ -71,6 +77,9 @@ pub fn apply(document: &mut OpenApi) {
             let Some(operation) = operation.as_mut() else {
                 continue;
             };
+            // An operation that names no scheme is public (health, documents, sign-in): say so
+            // rather than leave readers to guess whether a global requirement applies.
+            operation.security.get_or_insert_with(Vec::new);
             let parameters = operation.parameters.get_or_insert_with(Vec::new);
             parameters.push(header_parameter(
                 REQUEST_ID,
@@ -80,6 +89,9 @@ pub fn apply(document: &mut OpenApi) {
                 1,
                 128,
             ));
+            for parameter in parameters.iter_mut() {
+                bound_string(parameter);
+            }
             let responses = &mut operation.responses.responses;
             if api {
                 responses
@@ -100,11 +112,53 @@ pub fn apply(document: &mut OpenApi) {
                     continue;
                 };
                 add_request_id(response);
+                add_cors_origin(response);
                 describe_known_headers(response);
-                if api && status.starts_with('2') {
+                if api && (status.starts_with('2') || status.starts_with('4')) {
                     add_rate_limit_headers(response);
                 }
             }
+        }
+    }
+    prune_unused_schemas(document);
+}
+
+/// Drops component schemas nothing refers to: utoipa registers a handler's body type although
+/// the generic wrapper (`Data<PostView>`) inlines it, and an unused schema only makes readers
+/// wonder where it is returned.
+fn prune_unused_schemas(document: &mut OpenApi) {
+    fn collect(value: &serde_json::Value, into: &mut std::collections::HashSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("$ref", serde_json::Value::String(target)) => {
+                            if let Some(name) = target.strip_prefix("#/components/schemas/") {
+                                into.insert(name.to_owned());
+                            }
+                        }
+                        _ => collect(value, into),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| collect(v, into)),
+            _ => {}
+        }
+    }
+    // Removing a schema can orphan the ones only it referred to, so repeat until none goes.
+    loop {
+        let Ok(json) = serde_json::to_value(&*document) else {
+            return;
+        };
+        let mut used = std::collections::HashSet::new();
+        collect(&json, &mut used);
+        let Some(components) = document.components.as_mut() else {
+            return;
+        };
+        let before = components.schemas.len();
+        components.schemas.retain(|name, _| used.contains(name));
+        if components.schemas.len() == before {
+            return;
         }
     }
 }
@@ -192,6 +246,45 @@ fn describe_known_headers(response: &mut Response) {
     }
 }
 
+/// Gives a string parameter that names no bound of its own (length, enum, or a format such as
+/// `uuid` that fixes it) the one every parameter has: `MAX_QUERY_VALUE` characters for query
+/// values, which [`crate::http::listing::QueryParams`] refuses beyond (and path values, which
+/// name something that exists or are a 404), and `MAX_HEADER_VALUE` for headers.
+fn bound_string(parameter: &mut Parameter) {
+    let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() else {
+        return;
+    };
+    let string = matches!(&schema.schema_type, SchemaType::Type(Type::String))
+        || matches!(&schema.schema_type, SchemaType::Array(types) if types.contains(&Type::String));
+    if !string
+        || schema.max_length.is_some()
+        || schema.enum_values.is_some()
+        || schema.format.is_some()
+    {
+        return;
+    }
+    schema.max_length = Some(match parameter.parameter_in {
+        ParameterIn::Header => MAX_HEADER_VALUE,
+        _ => crate::http::listing::MAX_QUERY_VALUE,
+    });
+}
+
+/// Longer than any header value the server reads (tokens, ETags, `Prefer`).
+const MAX_HEADER_VALUE: usize = 1024;
+
+fn add_cors_origin(response: &mut Response) {
+    response.headers.insert(
+        "Access-Control-Allow-Origin".into(),
+        string_header(
+            "The request's `Origin` when it is one of `CORS_ALLOWED_ORIGINS`; absent otherwise \
+             (no origin is allowed unless configured).",
+        ),
+    );
+}
+
+/// The budget's headers, sent on every answer under /api/v1 that reached the rate limiter.
+/// The `X-RateLimit-*` copies are only mentioned: documenting both sets would read as two
+/// competing rate-limit conventions to linters and client generators.
 fn add_rate_limit_headers(response: &mut Response) {
     for (name, description) in [
         (
@@ -204,12 +297,23 @@ fn add_rate_limit_headers(response: &mut Response) {
         ),
         (
             "RateLimit-Reset",
-            "Seconds until the budget is full again (also `X-RateLimit-Reset`).",
+            "Seconds until the budget is full again, or, with none left, until the next \
+             request is allowed (also `X-RateLimit-Reset`).",
         ),
     ] {
-        response
-            .headers
-            .insert(name.into(), string_header(description));
+        let header = HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Int64,
+                    )))
+                    .minimum(Some(0))
+                    .maximum(Some(u32::MAX)),
+            )
+            .description(Some(description))
+            .build();
+        response.headers.insert(name.into(), header);
     }
 }
 

@@ -78,7 +78,10 @@ impl Modify for SecuritySchemes {
                     .bearer_format("JWT")
                     .description(Some(
                         "An access token from /auth/login, /auth/register or /auth/refresh \
-                         (15 min), or an API key (`sk_live_...`).",
+                         (15 min), or an API key (`sk_live_...`). Access tokens are JWTs \
+                         handled as RFC8725 (JWT best current practices) asks: one fixed \
+                         algorithm (HS256; `none` and any other are refused), and `exp`, \
+                         `iss` and `aud` are always checked.",
                     ))
                     .build(),
             ),
@@ -97,6 +100,13 @@ impl Modify for SecuritySchemes {
 pub fn finish(mut document: Document) -> Document {
     document.info.title = "Chronicle".into();
     document.info.version = env!("CARGO_PKG_VERSION").into();
+    // The one server is the public API itself (OWASP API9: say who each server is for).
+    for server in document.servers.iter_mut().flatten() {
+        server
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert("x-internal".to_owned(), serde_json::Value::Bool(false));
+    }
     conventions::apply(&mut document);
     document
 }

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Schema, Type,
+};
 use utoipa::{IntoParams, PartialSchema, ToResponse, ToSchema};
 use uuid::Uuid;
 
@@ -77,10 +79,47 @@ pub enum PostStatus {
     Published,
 }
 
+/// A bounded string schema for a newtype: utoipa's derive takes no length limits there.
+fn bounded_string(description: &str, pattern: &str, max_length: usize) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .pattern(Some(pattern))
+        .min_length(Some(1))
+        .max_length(Some(max_length))
+        .into()
+}
+
 /// A tag: 1 to 32 characters of `a-z`, `0-9` and `-`.
-#[derive(Serialize, ToSchema)]
-#[schema(pattern = "^[a-z0-9-]{1,32}$")]
-pub struct Tag(String);
+pub struct Tag;
+
+impl PartialSchema for Tag {
+    fn schema() -> RefOr<Schema> {
+        bounded_string(
+            "A tag: 1 to 32 characters of `a-z`, `0-9` and `-`.",
+            "^[a-z0-9-]{1,32}$",
+            32,
+        )
+    }
+}
+
+impl ToSchema for Tag {}
+
+/// An event type a webhook subscribes to.
+pub struct EventTypePattern;
+
+impl PartialSchema for EventTypePattern {
+    fn schema() -> RefOr<Schema> {
+        bounded_string(
+            "`*`, `<aggregate>.*` (`user`, `post`, `session`) or a public event type such as \
+             `post.published`.",
+            "^(\\*|(user|post|session)\\.(\\*|[a-z_]+))$",
+            64,
+        )
+    }
+}
+
+impl ToSchema for EventTypePattern {}
 
 /// An RFC 9457 problem document: the body of every error.
 #[derive(Serialize, ToSchema)]
