@@ -20,6 +20,7 @@ mod queries;
 mod rebuild;
 mod relay;
 mod security;
+mod security_sessions;
 mod store;
 mod users;
 mod webhooks;
