@@ -49,6 +49,12 @@ pub struct Config {
     pub max_connections: usize,
     /// With it set, `/metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
+    /// How long after a rotation the retired refresh token may still be exchanged (zero: never).
+    pub refresh_reuse_grace: Duration,
+    /// A session ends this long after sign-in, however often it is refreshed.
+    pub session_max_age: Duration,
+    /// Failed sign-ins per account per 15 minutes before sign-ins to it are refused (0: off).
+    pub login_failures_per_account: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -212,6 +218,14 @@ impl Config {
                 n => n,
             },
             metrics_token: var("METRICS_TOKEN"),
+            refresh_reuse_grace: duration_or(&var, "REFRESH_REUSE_GRACE", "10s")?,
+            session_max_age: match duration_or(&var, "SESSION_MAX_AGE", "90d")? {
+                zero if zero.is_zero() => {
+                    return Err(invalid("SESSION_MAX_AGE", "0", "must be longer than 0s"))
+                }
+                age => age,
+            },
+            login_failures_per_account: parse_or(&var, "LOGIN_FAILURES_PER_ACCOUNT", Some(10))?,
         })
     }
 
@@ -268,6 +282,25 @@ where
     }
 }
 
+/// A duration variable such as `10s` or `90d`, else its default.
+fn duration_or(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let raw = var(name).unwrap_or_else(|| default.to_owned());
+    parse_duration(raw.trim())
+        // Beyond what a timestamp can hold ahead of now, a duration means nothing.
+        .filter(|d| d.as_secs() <= 100 * 365 * 86_400)
+        .ok_or_else(|| {
+            invalid(
+                name,
+                &raw,
+                "expected e.g. 10s, 15m, 2h or 90d (at most 100 years)",
+            )
+        })
+}
+
 fn list(raw: Option<String>) -> Vec<String> {
     raw.map(|r| {
         r.split(',')
@@ -286,9 +319,9 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
     let secs = match unit {
         "ms" => return Some(Duration::from_millis(n)),
         "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
         _ => return None,
     };
     Some(Duration::from_secs(secs))
@@ -353,6 +386,9 @@ mod tests {
         assert_eq!(cfg.header_read_timeout, Duration::from_secs(10));
         assert_eq!(cfg.max_connections, 10_000);
         assert!(cfg.metrics_token.is_none());
+        assert_eq!(cfg.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(cfg.session_max_age, Duration::from_secs(90 * 86_400));
+        assert_eq!(cfg.login_failures_per_account, 10);
     }
 
     #[test]
@@ -397,6 +433,30 @@ mod tests {
         assert!(!bad_url.to_string().contains("secret"));
         assert!(missing.to_string().contains("NATS_CREDS_FILE"));
         assert!(!format!("{with_auth:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn session_lifetimes_parse_like_other_durations_and_bad_ones_fail_start() {
+        let cfg = config(&[
+            ("CHRONICLE_ENV", "development"),
+            ("REFRESH_REUSE_GRACE", "0s"),
+            ("SESSION_MAX_AGE", "2s"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.refresh_reuse_grace, Duration::ZERO);
+        assert_eq!(cfg.session_max_age, Duration::from_secs(2));
+
+        for (name, value) in [
+            ("REFRESH_REUSE_GRACE", "ten seconds"),
+            ("SESSION_MAX_AGE", "0s"),
+            ("SESSION_MAX_AGE", "99999999999999999d"),
+            ("LOGIN_FAILURES_PER_ACCOUNT", "-1"),
+        ] {
+            let err = config(&[("CHRONICLE_ENV", "development"), (name, value)])
+                .err()
+                .unwrap_or_else(|| panic!("{name}={value} is refused"));
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

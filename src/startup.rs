@@ -160,6 +160,9 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
     tasks.push(tokio::spawn(crate::http::idempotency::sweep(
         state.pool.clone(),
     )));
+    tasks.push(tokio::spawn(crate::auth::login_throttle::sweep(
+        state.pool.clone(),
+    )));
     let limits = state.rate_limits.clone();
     tasks.push(tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));

@@ -101,6 +101,7 @@ mod tests {
                 refresh_token_hash: "secret".into(),
                 expires_at: now,
                 refreshed_at: now,
+                within_grace: true,
             })
             .unwrap(),
         ];

@@ -45,6 +45,9 @@ impl JwtKeys {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 0;
+        // RFC 7519: a token is refused from the second `exp` names on (the crate's default
+        // accepts it through that second), so a token capped at a session's end dies with it.
+        validation.reject_tokens_expiring_in_less_than = 1;
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -61,17 +64,35 @@ impl JwtKeys {
         role: Role,
         now: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_until(user, session, role, now, None)
+            .map(|(token, _)| token)
+    }
+
+    /// Like [`JwtKeys::issue`], but never valid past `session_ends` (the session's end, so no
+    /// access token outlives it). Returns the token and its lifetime in seconds.
+    pub fn issue_until(
+        &self,
+        user: UserId,
+        session: SessionId,
+        role: Role,
+        now: DateTime<Utc>,
+        session_ends: Option<DateTime<Utc>>,
+    ) -> Result<(String, i64), jsonwebtoken::errors::Error> {
+        let full = now.timestamp() + ACCESS_TOKEN_SECONDS;
+        // Rounded down, so the token never lasts past the end even by a fraction of a second.
+        let exp = session_ends.map_or(full, |end| full.min(end.timestamp()));
         let claims = Claims {
             sub: *user.as_uuid(),
             sid: *session.as_uuid(),
             role,
             iat: now.timestamp(),
-            exp: now.timestamp() + ACCESS_TOKEN_SECONDS,
+            exp,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             jti: uuid::Uuid::now_v7().to_string(),
         };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, (exp - now.timestamp()).max(0)))
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
@@ -113,6 +134,31 @@ mod tests {
         assert_eq!(claims.sid, *session.as_uuid());
         assert_eq!(claims.role, Role::Admin);
         assert_eq!(claims.exp - claims.iat, 900);
+    }
+
+    #[test]
+    fn an_access_token_never_outlives_its_session() {
+        let (user, session) = ids();
+        let now = Utc::now();
+        let ends = now + chrono::Duration::seconds(60);
+
+        let (token, lifetime) = keys()
+            .issue_until(user, session, Role::User, now, Some(ends))
+            .unwrap();
+        let claims = keys().verify(&token).unwrap();
+        let (_, full) = keys()
+            .issue_until(
+                user,
+                session,
+                Role::User,
+                now,
+                Some(now + chrono::Duration::days(1)),
+            )
+            .unwrap();
+
+        assert_eq!(claims.exp, ends.timestamp());
+        assert_eq!(lifetime, 60);
+        assert_eq!(full, ACCESS_TOKEN_SECONDS);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod jwt;
+pub mod login_throttle;
 pub mod password;
 pub mod principal;
 pub mod revocations;

@@ -3,8 +3,8 @@
 
 pub mod analytics;
 pub mod cloudevents;
-pub mod nats_status;
 pub mod from_log;
 pub mod nats;
+pub mod nats_status;
 pub mod relay;
 pub mod webhooks;

@@ -8,14 +8,14 @@ use aggregates::values::{Email, Password, UserName};
 use aggregates::{Role, SessionId, UserId};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
-use chrono::{Duration, Utc};
+use chrono::{Duration, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use validator::{Validate, ValidationErrors};
 
-use crate::auth::jwt::ACCESS_TOKEN_SECONDS;
+use crate::auth::login_throttle::{self, Verdict};
 use crate::auth::tokens::{new_refresh_token, random_secret, sha256_hex};
 use crate::commands::{CommandMeta, Executed};
 use crate::http::consistency::{caught_up, PreferAsync};
@@ -87,7 +87,7 @@ pub struct AuthAnswer {
     /// Always `Bearer`.
     #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
-    /// Seconds the access token is valid (900).
+    /// Seconds the access token is valid: 900, less when the session ends sooner.
     pub expires_in: i64,
 }
 
@@ -98,15 +98,22 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    fn from_request(peer: SocketAddr, headers: &HeaderMap) -> Self {
+    /// The IP is the one the rate limiter counts against (`TRUSTED_PROXIES` honoured), so a
+    /// session behind a proxy shows the client, and a client cannot write its own.
+    fn from_request(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Self {
         Self {
-            ip: Some(peer.ip().to_string()),
+            ip: Some(state.rate_limits.client_ip(peer.ip(), headers).to_string()),
             user_agent: headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(|ua| ua.chars().take(512).collect()),
         }
     }
+}
+
+/// A configured duration as the aggregate's `TimeDelta` (start bounds them, so none saturates).
+pub fn time_delta(duration: std::time::Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
 }
 
 /// Registers a user: the email claim and the events are the aggregate's business; this only
@@ -163,6 +170,7 @@ async fn start_session(
         ip: client.ip,
         user_agent: client.user_agent,
         expires_at: now + Duration::days(REFRESH_TOKEN_DAYS),
+        max_age: time_delta(state.config.session_max_age),
         at: now,
     };
     let started = state
@@ -174,16 +182,16 @@ async fn start_session(
             false,
         )
         .await?;
-    let access_token = state
+    let (access_token, expires_in) = state
         .jwt
-        .issue(user_id, session_id, role, now)
+        .issue_until(user_id, session_id, role, now, started.state.expires_at)
         .map_err(ApiError::internal)?;
     let answer = AuthAnswer {
         user,
         access_token,
         refresh_token,
         token_type: "Bearer",
-        expires_in: ACCESS_TOKEN_SECONDS,
+        expires_in,
     };
     Ok((answer, started.position))
 }
@@ -242,7 +250,7 @@ async fn register(
         UserView::from_state(&user),
         user_id,
         user.role,
-        ClientInfo::from_request(peer, &headers),
+        ClientInfo::from_request(&state, peer, &headers),
     )
     .await?;
 
@@ -257,7 +265,10 @@ async fn register(
 /// Sign in with email and password.
 ///
 /// One answer for an unknown email, a wrong password and a deactivated user, with the same
-/// argon2 work in each case, so neither the body nor the timing tells them apart.
+/// argon2 work in each case, so neither the body nor the timing tells them apart. Besides the
+/// per-IP limit, an account takes at most `LOGIN_FAILURES_PER_ACCOUNT` (default 10) failed
+/// sign-ins per 15 minutes from any IP; past that, sign-ins to it are 429 with `Retry-After`
+/// until the window ends, whether or not the email belongs to anyone.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
@@ -284,6 +295,23 @@ async fn login(
     PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<LoginRequest>,
 ) -> Result<Answer<AuthAnswer>, ApiError> {
+    // Counted before any password work: a throttled account costs no argon2 either.
+    let account = login_throttle::account_key(&state.config.jwt_secret, &body.email)
+        .map_err(ApiError::internal)?;
+    let attempt = match login_throttle::begin(
+        &state.pool,
+        state.config.login_failures_per_account,
+        account,
+    )
+    .await
+    .map_err(ApiError::internal)?
+    {
+        Verdict::Allowed(attempt) => attempt,
+        Verdict::Throttled { retry_after_secs } => {
+            tracing::warn!("sign-in refused: too many failed sign-ins to one account");
+            return Err(ApiError::RateLimited { retry_after_secs });
+        }
+    };
     let owner = match Email::parse(&body.email) {
         Ok(email) => state
             .emails
@@ -316,6 +344,9 @@ async fn login(
     let (Some(user_id), true, true) = (user.id, password_ok, active) else {
         return Err(ApiError::invalid_credentials());
     };
+    login_throttle::succeeded(&state.pool, attempt)
+        .await
+        .map_err(ApiError::internal)?;
 
     let (answer, position) = start_session(
         &state,
@@ -323,7 +354,7 @@ async fn login(
         UserView::from_state(&user),
         user_id,
         user.role,
-        ClientInfo::from_request(peer, &headers),
+        ClientInfo::from_request(&state, peer, &headers),
     )
     .await?;
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;

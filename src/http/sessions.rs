@@ -14,10 +14,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use validator::Validate;
 
-use crate::auth::jwt::ACCESS_TOKEN_SECONDS;
 use crate::auth::tokens::{new_refresh_token, session_of_refresh_token, sha256_hex};
 use crate::commands::{CommandError, CommandMeta};
-use crate::http::auth::{AuthAnswer, REFRESH_TOKEN_DAYS};
+use crate::http::auth::{time_delta, AuthAnswer, REFRESH_TOKEN_DAYS};
 use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{PathId, RequestMeta, SessionUser, ValidatedJson};
@@ -55,7 +54,11 @@ fn reused() -> ApiError {
 /// Exchange a refresh token for a new token pair.
 ///
 /// Rotates the refresh token: the presented one stops working and a new pair is returned. A
-/// token presented a second time means two parties hold it, so the whole session is revoked.
+/// token presented a second time means two parties hold it, so the whole session is revoked,
+/// except within `REFRESH_REUSE_GRACE` (default 10 s) of its rotation: then it gets a fresh
+/// pair for the same session, so two tabs or a retry after a lost answer do not end it. A
+/// session ends `SESSION_MAX_AGE` (default 90 days) after sign-in however often it is
+/// refreshed (TOKEN_EXPIRED).
 #[utoipa::path(
     post,
     path = "/api/v1/auth/refresh",
@@ -89,6 +92,8 @@ async fn refresh(
         presented_hash: sha256_hex(&body.refresh_token),
         new_refresh_token_hash: sha256_hex(&refresh_token),
         expires_at: now + Duration::days(REFRESH_TOKEN_DAYS),
+        reuse_grace: time_delta(state.config.refresh_reuse_grace),
+        max_age: time_delta(state.config.session_max_age),
         at: now,
     };
     let done = match state
@@ -121,9 +126,9 @@ async fn refresh(
     if user.status != UserStatus::Active {
         return Err(ApiError::unauthorized());
     }
-    let access_token = state
+    let (access_token, expires_in) = state
         .jwt
-        .issue(user_id, session_id, user.role, now)
+        .issue_until(user_id, session_id, user.role, now, done.state.expires_at)
         .map_err(ApiError::internal)?;
     let fresh = !prefer_async && caught_up(&state, &["sessions"], done.position).await;
     let answer = AuthAnswer {
@@ -131,7 +136,7 @@ async fn refresh(
         access_token,
         refresh_token,
         token_type: "Bearer",
-        expires_in: ACCESS_TOKEN_SECONDS,
+        expires_in,
     };
     Ok(Answer::ok(answer).position(done.position).eventual(!fresh))
 }

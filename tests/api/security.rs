@@ -68,7 +68,8 @@ async fn refreshing_rotates_the_pair_and_the_old_refresh_token_stops_working() {
 
 #[tokio::test]
 async fn reusing_a_rotated_refresh_token_revokes_the_whole_session() {
-    let app = TestApp::spawn().await;
+    // `0s` turns the reuse grace off: any second use is reuse, however soon.
+    let app = TestApp::spawn_with(&[("REFRESH_REUSE_GRACE", "0s")]).await;
     let (_, _, body) = app.register("thief@example.com").await;
     let stolen = body["data"]["refresh_token"].as_str().unwrap().to_owned();
     let rotated: Value = refresh(&app, &stolen).await.json().await.unwrap();

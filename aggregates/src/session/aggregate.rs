@@ -1,6 +1,7 @@
-//! The session's state and rules: refresh-token rotation with reuse detection.
+//! The session's state and rules: refresh-token rotation with reuse detection, a short grace
+//! for a token retired moments ago, and an absolute lifetime.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,13 @@ pub enum SessionStatus {
     Compromised,
 }
 
+/// A refresh token the session no longer accepts as live, and when it was retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredToken {
+    pub hash: String,
+    pub retired_at: DateTime<Utc>,
+}
+
 /// State is public for reading; only `apply` changes it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Session {
@@ -25,9 +33,14 @@ pub struct Session {
     pub user_id: Option<UserId>,
     pub role: Role,
     pub status: SessionStatus,
+    /// The newest refresh token.
     pub current_refresh_hash: String,
-    /// Every hash this session has rotated away from: presenting one again is reuse.
-    pub rotated_refresh_hashes: Vec<String>,
+    /// Other live tokens: handed out within the grace window to a second caller of a token that
+    /// had just been rotated. The next ordinary rotation retires them all with the current one,
+    /// so a fork lives only until either side refreshes, and the other side's next use is reuse.
+    pub sibling_refresh_hashes: Vec<String>,
+    /// Every token this session has retired: presenting one again is reuse.
+    pub retired_refresh_tokens: Vec<RetiredToken>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
@@ -40,6 +53,77 @@ impl Session {
     pub fn is_active(&self) -> bool {
         self.id.is_some() && self.status == SessionStatus::Active
     }
+
+    fn is_live(&self, hash: &str) -> bool {
+        self.current_refresh_hash == hash || self.sibling_refresh_hashes.iter().any(|h| h == hash)
+    }
+
+    fn retired(&self, hash: &str) -> Option<&RetiredToken> {
+        self.retired_refresh_tokens.iter().find(|t| t.hash == hash)
+    }
+
+    /// The absolute end: `max_age` after the start, whatever the refresh token says.
+    pub fn ends_at(&self, max_age: TimeDelta) -> Option<DateTime<Utc>> {
+        self.created_at.map(|start| {
+            start
+                .checked_add_signed(max_age)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        })
+    }
+
+    /// Over, either because its refresh token expired or because it reached its maximum age.
+    fn has_ended(&self, max_age: TimeDelta, at: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|e| at >= e) || self.ends_at(max_age).is_some_and(|e| at >= e)
+    }
+}
+
+impl Session {
+    /// A live token rotates; a retired one is reuse, unless it was retired less than
+    /// `reuse_grace` ago. Reuse is judged before expiry, so a thief is caught even late.
+    fn refresh(
+        &self,
+        presented_hash: &str,
+        new_refresh_token_hash: String,
+        expires_at: DateTime<Utc>,
+        reuse_grace: TimeDelta,
+        max_age: TimeDelta,
+        at: DateTime<Utc>,
+    ) -> Result<SessionEvent, SessionError> {
+        if self.id.is_none() {
+            return Err(SessionError::NotFound);
+        }
+        if self.status != SessionStatus::Active {
+            return Err(SessionError::Revoked);
+        }
+        let within_grace = if self.is_live(presented_hash) {
+            false
+        } else if let Some(retired) = self.retired(presented_hash) {
+            let grace_ends = retired
+                .retired_at
+                .checked_add_signed(reuse_grace)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            if at >= grace_ends {
+                return Ok(SessionEvent::Compromised { compromised_at: at });
+            }
+            true
+        } else {
+            return Err(SessionError::UnknownToken);
+        };
+        if self.has_ended(max_age, at) {
+            return Err(SessionError::Expired);
+        }
+        Ok(SessionEvent::Refreshed {
+            refresh_token_hash: new_refresh_token_hash,
+            expires_at: capped(expires_at, self.ends_at(max_age)),
+            refreshed_at: at,
+            within_grace,
+        })
+    }
+}
+
+/// `expires_at`, but never past `ends_at`.
+fn capped(expires_at: DateTime<Utc>, ends_at: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    ends_at.map_or(expires_at, |end| expires_at.min(end))
 }
 
 impl Aggregate for Session {
@@ -64,11 +148,13 @@ impl Aggregate for Session {
                 ip,
                 user_agent,
                 expires_at,
+                max_age,
                 at,
             } => {
                 if self.id.is_some() {
                     return Err(SessionError::AlreadyStarted);
                 }
+                let ends_at = at.checked_add_signed(max_age);
                 vec![SessionEvent::Started {
                     session_id,
                     user_id,
@@ -76,7 +162,7 @@ impl Aggregate for Session {
                     refresh_token_hash,
                     ip,
                     user_agent,
-                    expires_at,
+                    expires_at: capped(expires_at, ends_at),
                     started_at: at,
                 }]
             }
@@ -84,34 +170,17 @@ impl Aggregate for Session {
                 presented_hash,
                 new_refresh_token_hash,
                 expires_at,
+                reuse_grace,
+                max_age,
                 at,
-            } => {
-                if self.id.is_none() {
-                    return Err(SessionError::NotFound);
-                }
-                let reused = self.rotated_refresh_hashes.contains(&presented_hash);
-                match self.status {
-                    SessionStatus::Active if reused => {
-                        vec![SessionEvent::Compromised { compromised_at: at }]
-                    }
-                    SessionStatus::Active => {
-                        if presented_hash != self.current_refresh_hash {
-                            return Err(SessionError::UnknownToken);
-                        }
-                        if self.expires_at.is_some_and(|e| at >= e) {
-                            return Err(SessionError::Expired);
-                        }
-                        vec![SessionEvent::Refreshed {
-                            refresh_token_hash: new_refresh_token_hash,
-                            expires_at,
-                            refreshed_at: at,
-                        }]
-                    }
-                    SessionStatus::Revoked | SessionStatus::Compromised => {
-                        return Err(SessionError::Revoked);
-                    }
-                }
-            }
+            } => vec![self.refresh(
+                &presented_hash,
+                new_refresh_token_hash,
+                expires_at,
+                reuse_grace,
+                max_age,
+                at,
+            )?],
             SessionCommand::Revoke { actor, reason, at } => {
                 let owner = self.user_id.ok_or(SessionError::NotFound)?;
                 if !actor.may_act_for(owner) {
@@ -170,10 +239,23 @@ impl Aggregate for Session {
                 refresh_token_hash,
                 expires_at,
                 refreshed_at,
+                within_grace,
             } => {
-                let previous =
-                    std::mem::replace(&mut self.current_refresh_hash, refresh_token_hash);
-                self.rotated_refresh_hashes.push(previous);
+                if within_grace {
+                    self.sibling_refresh_hashes.push(refresh_token_hash);
+                } else {
+                    let previous =
+                        std::mem::replace(&mut self.current_refresh_hash, refresh_token_hash);
+                    let siblings = std::mem::take(&mut self.sibling_refresh_hashes);
+                    self.retired_refresh_tokens.extend(
+                        std::iter::once(previous)
+                            .chain(siblings)
+                            .map(|hash| RetiredToken {
+                                hash,
+                                retired_at: refreshed_at,
+                            }),
+                    );
+                }
                 self.expires_at = Some(expires_at);
                 self.last_used_at = Some(refreshed_at);
             }

@@ -20,11 +20,16 @@ pub enum SessionEvent {
         expires_at: DateTime<Utc>,
         started_at: DateTime<Utc>,
     },
+    /// A new refresh token. Normally it replaces every live one; `within_grace` marks one
+    /// issued for a token retired moments ago, which joins the live ones instead. Older events
+    /// lack the field: they were all ordinary rotations.
     #[serde(rename = "session.refreshed")]
     Refreshed {
         refresh_token_hash: String,
         expires_at: DateTime<Utc>,
         refreshed_at: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        within_grace: bool,
     },
     #[serde(rename = "session.revoked")]
     Revoked {

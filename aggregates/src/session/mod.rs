@@ -7,7 +7,7 @@ mod event;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Session, SessionStatus};
+pub use aggregate::{RetiredToken, Session, SessionStatus};
 pub use command::SessionCommand;
 pub use error::SessionError;
 pub use event::SessionEvent;

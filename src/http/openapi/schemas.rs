@@ -184,7 +184,10 @@ pub struct SessionView {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
     pub last_used_at: DateTime<Utc>,
+    /// When the session ends unless refreshed before: its refresh token's expiry, never later
+    /// than `SESSION_MAX_AGE` (default 90 days) after `created_at`.
     pub expires_at: DateTime<Utc>,
+    /// The client's IP at sign-in (behind `TRUSTED_PROXIES`, from `X-Forwarded-For`).
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     /// True for the session of the access token that made this request.
