@@ -67,7 +67,13 @@ impl Application {
             .load_recent(&state.pool)
             .await
             .context("loading recent revocations")?;
-        state.nats.connect(&state.config.nats_url).await;
+        state
+            .nats
+            .connect(
+                &state.config.nats_url,
+                state.config.nats_creds_file.as_deref(),
+            )
+            .await;
         crate::http::metrics::register_families(&state);
         let router = crate::http::router(state.clone());
         let background = start_background(&state, options);

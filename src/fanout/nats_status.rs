@@ -24,8 +24,8 @@ pub struct NatsStatus {
 impl NatsStatus {
     /// Starts connecting in the background and returns at once: NATS being down or slow never
     /// holds up the server's start.
-    pub async fn connect(&self, url: &str) {
-        let connecting = async_nats::ConnectOptions::new()
+    pub async fn connect(&self, url: &str, creds_file: Option<&std::path::Path>) {
+        let options = async_nats::ConnectOptions::new()
             .name("chronicle readiness")
             .retry_on_initial_connect()
             .connection_timeout(CONNECT_TIMEOUT)
@@ -33,9 +33,10 @@ impl NatsStatus {
             .reconnect_delay_callback(|attempts| {
                 let millis = 100u64.saturating_mul(1 << attempts.min(8));
                 Duration::from_millis(millis).min(MAX_RECONNECT_DELAY)
-            })
-            .connect(url)
-            .await;
+            });
+        // The same credentials and TLS as the relay's connection, or readiness would report a
+        // NATS that requires them as down.
+        let connecting = crate::fanout::nats::connect(url, creds_file, options).await;
         match connecting {
             Ok(client) => {
                 let _ = self.client.set(client);
