@@ -21,6 +21,7 @@ mod rebuild;
 mod relay;
 mod security;
 mod security_idempotency;
+mod security_keys;
 mod store;
 mod users;
 mod webhooks;
