@@ -14,7 +14,7 @@ COMMENT ON COLUMN idempotency_keys.body IS
 COMMENT ON COLUMN webhook_endpoints.secret IS
     'sealed:v1:<hex>, the signing secret sealed under SECRETS_KEY';
 COMMENT ON COLUMN webhook_endpoints.previous_secret IS
-    'the rotated-away secret, sealed like secret, signing beside it until previous_secret_expires_at';
+    'the rotated-away secret, sealed like secret; signs until previous_secret_expires_at';
 
 -- An API key's listed prefix is stored without the constant `sk_live_` (answers add it back),
 -- so scanning the database for `sk_live_` finds only a leaked key. `left(..)` rather than

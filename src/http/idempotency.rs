@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use crate::auth::secrets::SecretBox;
+use crate::auth::secrets::{OpenError, SecretBox};
 use crate::http::authenticate::Authenticated;
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::principal_from;
@@ -47,7 +47,7 @@ const MAX_KEPT_BODY: usize = 4 * 1024 * 1024;
 
 /// Sign-in, registration, refresh and password resets answer with tokens, and have their own
 /// protection (rate limits, reuse detection): they always run.
-const NEVER_KEPT: &str = "/api/v1/auth/";
+pub const NEVER_KEPT: &str = "/api/v1/auth/";
 
 /// A record belongs to one principal and one key; a sealed body opens only in its own record.
 #[derive(Clone, Copy)]
@@ -129,16 +129,29 @@ async fn claim(
         Some(stored) if stored.state == "running" => Err(in_use()),
         Some(stored) => {
             let body = match stored.body {
-                Some(sealed) => Some(
-                    secrets
-                        .open(&sealed, &record.context())
-                        .map_err(ApiError::internal)?,
-                ),
+                Some(sealed) => match secrets.open(&sealed, &record.context()) {
+                    Ok(body) => Some(body),
+                    Err(e) => return Err(forget(pool, record, e).await),
+                },
                 None => None,
             };
             Ok(Claim::Replay(replay(stored.status, stored.headers, body)))
         }
     }
+}
+
+/// A kept answer that no longer opens (`SECRETS_KEY` changed) is dropped, like a 5xx: this
+/// request fails, and a retry runs afresh rather than failing for the record's 24 hours.
+async fn forget(pool: &PgPool, record: &Record<'_>, cause: OpenError) -> ApiError {
+    if let Err(e) = sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2")
+        .bind(record.principal)
+        .bind(record.key)
+        .execute(pool)
+        .await
+    {
+        tracing::error!(error = %e, "could not drop an unreadable idempotent answer");
+    }
+    ApiError::internal(cause)
 }
 
 fn in_use() -> ApiError {
@@ -219,9 +232,7 @@ async fn finish(
 }
 
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if req.method() != Method::POST || !path.starts_with("/api/v1/") || path.starts_with(NEVER_KEPT)
-    {
+    if req.method() != Method::POST || !req.uri().path().starts_with("/api/v1/") {
         return next.run(req).await;
     }
     let Some(raw_key) = req.headers().get(&IDEMPOTENCY_KEY) else {
@@ -241,6 +252,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             .into_response()
         }
     };
+    if req.uri().path().starts_with(NEVER_KEPT) {
+        return next.run(req).await;
+    }
     // Credentials that do not verify get the answer any request would, before any record is
     // read or claimed.
     let caller = match req.extensions().get::<Authenticated>() {

@@ -1,7 +1,8 @@
 //! Rate limits on `/api/v1`: a budget per verified principal (user, API key, else client IP),
 //! and a stricter one per client IP on sign-in, registration and refresh, which count only
-//! against that stricter budget. Counters live in this instance's memory (GCRA via `governor`), so
-//! behind a load balancer each instance enforces its own share: documented in the README.
+//! against that stricter budget. Counters live in this instance's memory (GCRA via
+//! `governor`), so behind a load balancer each instance enforces its own share: documented in
+//! the README.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;

@@ -120,7 +120,8 @@ async fn every_route_gives_each_kind_of_caller_the_documented_status() {
             g.clone(),
             "/api/v1/me/sessions",
             none.clone(),
-            [S::UNAUTHORIZED, S::OK, S::OK, S::OK, S::OK],
+            // A key never reads its creator's sessions.
+            [S::UNAUTHORIZED, S::OK, S::OK, S::OK, S::FORBIDDEN],
         ),
         (
             g.clone(),
@@ -350,12 +351,13 @@ async fn every_route_gives_each_kind_of_caller_the_documented_status() {
             p.clone(),
             "/api/v1/auth/logout",
             none.clone(),
+            // A key never signs its creator out.
             [
                 S::UNAUTHORIZED,
                 S::NO_CONTENT,
                 S::NO_CONTENT,
                 S::NO_CONTENT,
-                S::CONFLICT,
+                S::FORBIDDEN,
             ],
         ),
         (
@@ -367,7 +369,7 @@ async fn every_route_gives_each_kind_of_caller_the_documented_status() {
                 S::NO_CONTENT,
                 S::NO_CONTENT,
                 S::NO_CONTENT,
-                S::NO_CONTENT,
+                S::FORBIDDEN,
             ],
         ),
     ];

@@ -25,6 +25,7 @@ mod security_edge;
 mod security_idempotency;
 mod security_reads;
 mod security_sessions;
+mod security_keys;
 mod store;
 mod users;
 mod webhooks;

@@ -50,7 +50,8 @@ impl Endpoint {
             .filter_map(|stored| match keys.open_text(stored, &context) {
                 Ok(secret) => Some(secret),
                 Err(e) => {
-                    tracing::error!(endpoint = %self.id, error = %e, "cannot open a webhook secret");
+                    let endpoint = self.id;
+                    tracing::error!(%endpoint, error = %e, "cannot open a webhook secret");
                     None
                 }
             })

@@ -13,6 +13,7 @@ use utoipa::openapi::{ObjectBuilder, Type};
 use utoipa::PartialSchema;
 
 use super::schemas::PROBLEM_JSON;
+use crate::http::idempotency::NEVER_KEPT;
 
 const REQUEST_ID: &str = "X-Request-Id";
 
@@ -105,7 +106,7 @@ pub fn apply(document: &mut OpenApi) {
                 .entry("500".into())
                 .or_insert_with(|| reference("InternalError"));
             if api && method == "post" {
-                idempotency(operation, &shared);
+                idempotency(operation, &shared, path.starts_with(NEVER_KEPT));
             }
             for (status, response) in operation.responses.responses.iter_mut() {
                 let RefOr::T(response) = response else {
@@ -317,20 +318,32 @@ fn add_rate_limit_headers(response: &mut Response) {
     }
 }
 
-/// `Idempotency-Key` on every POST, with the answers it can add.
-fn idempotency(operation: &mut Operation, shared: &BTreeMap<String, RefOr<Response>>) {
+/// `Idempotency-Key` on every POST, with the answers it can add; `/auth/*` answers (tokens) are
+/// never kept, so there the key is only checked.
+fn idempotency(
+    operation: &mut Operation,
+    shared: &BTreeMap<String, RefOr<Response>>,
+    never_kept: bool,
+) {
+    let description = if never_kept {
+        "Accepted, but this answer is never kept (it carries credentials): the call always runs."
+    } else {
+        "Makes the POST safe to retry: the first completed answer is kept 24 h per caller and \
+         key (sealed at rest), and a retry of the same request by the same caller, who must \
+         still authenticate, gets it again (`Idempotent-Replayed: true`) without appending \
+         anything."
+    };
     operation
         .parameters
         .get_or_insert_with(Vec::new)
-        .push(header_parameter(
-            "Idempotency-Key",
-            "Makes the POST safe to retry: the first completed answer is kept 24 h per caller and \
-             key, and a retry of the same request gets it again (`Idempotent-Replayed: true`) \
-             without appending anything.",
-            1,
-            255,
-        ));
+        .push(header_parameter("Idempotency-Key", description, 1, 255));
     let responses = &mut operation.responses.responses;
+    if never_kept {
+        responses
+            .entry("400".into())
+            .or_insert_with(|| reference("BadRequest"));
+        return;
+    }
     for (status, response) in responses.iter_mut() {
         if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
             response.headers.insert(
