@@ -29,6 +29,10 @@ impl Principal {
         self.role == Role::Admin
     }
 
+    pub fn is_api_key(&self) -> bool {
+        matches!(self.credential, Credential::ApiKey(_))
+    }
+
     pub fn session_id(&self) -> Option<SessionId> {
         match self.credential {
             Credential::Session(id) => Some(id),

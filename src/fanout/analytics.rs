@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use crate::fanout::from_log;
 use crate::fanout::relay::{ensure_stream, RelaySettings};
 
-const CONSUMER: &str = "chronicle-analytics";
+pub(crate) const CONSUMER: &str = "chronicle-analytics";
 
 /// The user an event counts as activity of: the actor, else the user it is about.
 fn active_user(event: &Value) -> Option<uuid::Uuid> {

@@ -8,3 +8,6 @@ pub mod nats;
 pub mod nats_status;
 pub mod relay;
 pub mod webhooks;
+
+/// The durable JetStream consumers that act on the stream, by their durable names.
+pub const NATS_CONSUMERS: &[&str] = &[analytics::CONSUMER, webhooks::consumer::CONSUMER];

@@ -63,7 +63,7 @@ impl Authenticated {
                 ..
             }) => format!("key:{key}"),
             Some(principal) => format!("user:{}", principal.user_id),
-            None => format!("ip:{ip}"),
+            None => crate::http::rate_limit::ip_budget_key(ip),
         }
     }
 }

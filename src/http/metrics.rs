@@ -23,7 +23,7 @@ use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// Every outcome the webhook sender counts (`webhook_deliveries_total{outcome}`).
-pub const WEBHOOK_OUTCOMES: &[&str] = &["succeeded", "retrying", "failed", "gone"];
+pub const WEBHOOK_OUTCOMES: &[&str] = &["succeeded", "retrying", "failed", "gone", "refused"];
 /// Every outcome of `chronicle_emails_total{outcome}`.
 pub const EMAIL_OUTCOMES: &[&str] = &["sent", "failed"];
 
@@ -152,6 +152,11 @@ pub fn register_families(state: &AppState) {
     }
     for outcome in EMAIL_OUTCOMES {
         metrics::counter!("chronicle_emails_total", "outcome" => *outcome).increment(0);
+    }
+    // Also on instances whose consumers have not reached NATS yet, or run none.
+    for consumer in crate::fanout::NATS_CONSUMERS {
+        metrics::counter!("chronicle_nats_foreign_messages_total", "consumer" => *consumer)
+            .increment(0);
     }
 }
 

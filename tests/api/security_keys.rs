@@ -114,6 +114,50 @@ async fn an_api_key_cannot_deactivate_its_creator_but_still_manages_other_users(
 }
 
 #[tokio::test]
+async fn an_api_key_cannot_deactivate_or_demote_its_creator_through_patch() {
+    let app = TestApp::spawn().await;
+    let (admin_id, key, _) = admin_and_key(&app).await;
+    let path = format!("/api/v1/users/{admin_id}");
+
+    let deactivate = by_key(
+        &app,
+        Method::PATCH,
+        &path,
+        &key,
+        json!({"status": "deactivated"}),
+    )
+    .await;
+    let demote = by_key(&app, Method::PATCH, &path, &key, json!({"role": "user"})).await;
+    let rename = by_key(
+        &app,
+        Method::PATCH,
+        &path,
+        &key,
+        json!({"name": "Renamed by a key"}),
+    )
+    .await;
+
+    problem(deactivate, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    problem(demote, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    assert_eq!(
+        rename.status(),
+        StatusCode::OK,
+        "a profile edit is not account management"
+    );
+    let creator: Value = app
+        .request(Method::GET, &path, None)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(creator["data"]["status"], "active");
+    assert_eq!(creator["data"]["role"], "admin");
+}
+
+#[tokio::test]
 async fn an_api_key_cannot_change_its_creators_password() {
     let app = TestApp::spawn().await;
     let (admin_id, key, _) = admin_and_key(&app).await;

@@ -344,3 +344,43 @@ async fn without_trusted_proxies_a_forwarded_for_header_cannot_choose_the_sessio
 
     assert_eq!(current["ip"], "127.0.0.1");
 }
+
+#[tokio::test]
+async fn a_client_cannot_choose_its_ip_by_making_the_proxys_entry_unparseable() {
+    let app = TestApp::spawn_with(&[("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    app.register("ported@example.com").await;
+
+    // A proxy that appends `ip:port` must still name the client, not the claim on its left.
+    let with_port = login_from(
+        &app,
+        "6.6.6.6, 198.51.100.7:5678",
+        "ported@example.com",
+        PASSWORD,
+    )
+    .await;
+    let with_v6_port = login_from(
+        &app,
+        "6.6.6.6, [2001:db8::7]:443",
+        "ported@example.com",
+        PASSWORD,
+    )
+    .await;
+    // An entry that names no address ends the walk at the proxy itself.
+    let with_garbage = login_from(
+        &app,
+        "6.6.6.6, not-an-address",
+        "ported@example.com",
+        PASSWORD,
+    )
+    .await;
+
+    let mut ips = Vec::new();
+    for response in [with_port, with_v6_port, with_garbage] {
+        let body: Value = response.json().await.unwrap();
+        let access = body["data"]["access_token"].as_str().unwrap().to_owned();
+        let sessions = my_sessions(&app, &access).await;
+        let current = sessions.iter().find(|s| s["current"] == true).unwrap();
+        ips.push(current["ip"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ips, ["198.51.100.7", "2001:db8::7", "127.0.0.1"]);
+}

@@ -15,7 +15,7 @@ use crate::fanout::relay::{ensure_stream, RelaySettings};
 use crate::fanout::webhooks::delivery::body_from_cloud_event;
 use crate::fanout::webhooks::store;
 
-const CONSUMER: &str = "chronicle-webhooks";
+pub(crate) const CONSUMER: &str = "chronicle-webhooks";
 
 async fn handle(pool: &PgPool, event: &Value) -> Result<(), sqlx::Error> {
     let Some(event_id) = event["id"]

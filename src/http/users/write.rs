@@ -148,6 +148,12 @@ pub(super) async fn update_user(
     PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<UpdateUserRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
+    // Deactivating or demoting oneself is managing one's account, which no key may do to its
+    // creator (DELETE and the password change refuse it the same way).
+    let manages_account = body.role.is_some() || body.status.is_some();
+    if manages_account && caller.is_api_key() && caller.user_id == id {
+        return Err(ApiError::Forbidden);
+    }
     let command = UserCommand::Update {
         actor: caller.actor(),
         expected_version,
