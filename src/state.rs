@@ -38,6 +38,8 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Wakes this instance's webhook sender when a delivery becomes due.
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// Derives the tokens of email links; see [`crate::email::tokens`].
+    pub email_tokens: Arc<crate::email::tokens::TokenKey>,
 }
 
 impl AppState {
@@ -61,6 +63,9 @@ impl AppState {
             Arc::from(hasher.finalize().to_vec())
         };
         Self {
+            email_tokens: Arc::new(crate::email::tokens::TokenKey::derive(
+                &config.email.token_secret,
+            )),
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
             rate_limits: Arc::new(RateLimits::new(&config)),
             revocations: Arc::new(Revocations::default()),
