@@ -23,9 +23,9 @@ use crate::email::store::{self, Claimed};
 use crate::email::templates::{render, EmailKind};
 use crate::email::tokens::TokenKey;
 
-const BATCH: i64 = 32;
-/// Messages on their way at once; lettre's pool reuses connections between them.
-const IN_FLIGHT: usize = 4;
+const BATCH: i64 = 64;
+/// Messages on their way at once, within lettre's pool of 10 connections (which it reuses).
+const IN_FLIGHT: usize = 8;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 /// The longest the sender sleeps without a wake-up (new rows notify it at once).

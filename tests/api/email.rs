@@ -530,3 +530,63 @@ async fn a_cloud_event_someone_else_publishes_on_chronicles_subjects_sends_no_em
     assert_eq!(queued, 0);
     assert!(!sink.raw().contains("victim"));
 }
+
+/// Not a check: the figures for the issue's closing note. Run with
+/// `cargo test --test api email::measure -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn measure_emails_per_second_and_the_welcome_delay_against_registration_latency() {
+    let sink = SmtpSink::start(&[]);
+    let app = app_with(&sink).await;
+    let mut register_ms = Vec::new();
+    let mut welcome_ms = Vec::new();
+    for i in 0..20 {
+        let email = format!("latency{i}@example.com");
+        let started = Instant::now();
+        app.register(&email).await;
+        register_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        while sink.messages_to(&email).is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        welcome_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let before = sink.messages().len();
+    let n = 1000;
+    let started = Instant::now();
+    sqlx::query(
+        "INSERT INTO email_outbox (id, event_id, kind, user_id, recipient, subject, message_id)
+         SELECT gen_random_uuid(), gen_random_uuid(), 'password_changed', gen_random_uuid(),
+                'bulk' || g || '@example.com', 'Your Chronicle password was changed',
+                '<bulk' || g || '@localhost>'
+           FROM generate_series(1, $1) g",
+    )
+    .bind(n as i32)
+    .execute(&app.state.pool)
+    .await
+    .unwrap();
+    loop {
+        let sent: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM email_outbox WHERE status = 'sent' AND recipient LIKE 'bulk%'",
+        )
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+        if sent == n as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(sink.messages().len(), before + n);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (reg, wel) = (median(&mut register_ms), median(&mut welcome_ms));
+    println!(
+        "outbox: {n} emails in {elapsed:.2} s = {:.0} emails/s; registration median {reg:.1} ms, \
+         registration to welcome in the mailbox median {wel:.1} ms (ratio {:.2})",
+        n as f64 / elapsed,
+        wel / reg
+    );
+}
