@@ -55,6 +55,21 @@ pub struct Config {
     pub session_max_age: Duration,
     /// Failed sign-ins per account per 15 minutes before sign-ins to it are refused (0: off).
     pub login_failures_per_account: u32,
+    pub email: EmailSettings,
+}
+
+/// Transactional email (API.md "Email").
+#[derive(Clone)]
+pub struct EmailSettings {
+    /// `SMTP_URL` translated to lettre's connection URL; `None` turns sending off.
+    pub smtp_url: Option<String>,
+    /// `MAIL_FROM`, a valid mailbox (`Name <addr>` or `addr`).
+    pub mail_from: String,
+    /// `APP_BASE_URL` without a trailing slash; links in emails start with it.
+    pub app_base_url: String,
+    /// What link tokens are derived from: the effective `SECRETS_KEY` (derived from
+    /// `JWT_SECRET` when unset).
+    pub token_secret: Vec<u8>,
 }
 
 impl std::fmt::Debug for Config {
@@ -161,6 +176,7 @@ impl Config {
         if let Some(path) = &nats_creds_file {
             check_creds_file(path)?;
         }
+        let email = email_settings(&var, &secrets_key)?;
         Ok(Self {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/chronicle".into()),
@@ -226,6 +242,7 @@ impl Config {
                 age => age,
             },
             login_failures_per_account: parse_or(&var, "LOGIN_FAILURES_PER_ACCOUNT", Some(10))?,
+            email,
         })
     }
 
@@ -255,6 +272,84 @@ fn check_creds_file(path: &std::path::Path) -> Result<(), ConfigError> {
                 &format!("is not a NATS .creds file: {e}"),
             )
         })
+}
+
+fn email_settings(
+    var: &impl Fn(&str) -> Option<String>,
+    secrets_key: &[u8],
+) -> Result<EmailSettings, ConfigError> {
+    let smtp_url = match var("SMTP_URL") {
+        Some(raw) => Some(
+            smtp_connection_url(raw.trim())
+                .map_err(|reason| invalid("SMTP_URL", &crate::startup::redact(&raw), &reason))?,
+        ),
+        None => None,
+    };
+    let mail_from = var("MAIL_FROM").unwrap_or_else(|| "Chronicle <no-reply@localhost>".into());
+    if let Err(e) = mail_from.parse::<lettre::message::Mailbox>() {
+        return Err(invalid("MAIL_FROM", &mail_from, &e.to_string()));
+    }
+    let app_base_url = var("APP_BASE_URL").unwrap_or_else(|| "http://localhost:3000".into());
+    match url::Url::parse(&app_base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => {
+            return Err(invalid(
+                "APP_BASE_URL",
+                &app_base_url,
+                "expected an http(s) URL such as https://app.example.com",
+            ))
+        }
+    }
+    // The one key for secrets at rest, so pinning it before a JWT_SECRET rotation (README,
+    // "Secrets at rest") also keeps the links already mailed working.
+    let token_secret = secrets_key.to_vec();
+    Ok(EmailSettings {
+        smtp_url,
+        mail_from,
+        app_base_url: app_base_url.trim_end_matches('/').to_owned(),
+        token_secret,
+    })
+}
+
+/// `smtp://` uses STARTTLS when the server offers it, `?tls=required` insists on it,
+/// `?tls=none` never uses it, `smtps://` is TLS from the first byte. lettre reads a bare
+/// `smtp://` as plaintext, so the URL is rewritten into its terms, then checked by building a
+/// transport from it (no connection is made).
+fn smtp_connection_url(raw: &str) -> Result<String, String> {
+    const EXPECTED: &str =
+        "expected smtp://[user:pass@]host[:port][?tls=none|required] or smtps://[user:pass@]host[:port]";
+    let mut url = url::Url::parse(raw).map_err(|e| format!("{e}; {EXPECTED}"))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("no host; {EXPECTED}"));
+    }
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let others: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "tls")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let tls = match (url.scheme(), tls.as_deref()) {
+        ("smtp", None | Some("opportunistic")) => Some("opportunistic"),
+        ("smtp", Some("required")) => Some("required"),
+        ("smtp", Some("none")) => None,
+        ("smtps", None) => None,
+        _ => return Err(EXPECTED.to_owned()),
+    };
+    url.set_query(None);
+    if tls.is_some() || !others.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        pairs.extend_pairs(&others);
+        if let Some(tls) = tls {
+            pairs.append_pair("tls", tls);
+        }
+    }
+    let url = url.to_string();
+    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&url)
+        .map_err(|e| format!("{e}; {EXPECTED}"))?;
+    Ok(url)
 }
 
 fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
@@ -457,6 +552,58 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name}={value} is refused"));
             assert!(err.to_string().contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn smtp_urls_map_to_their_tls_modes() {
+        let url = |raw: &str| {
+            config(&[("CHRONICLE_ENV", "development"), ("SMTP_URL", raw)])
+                .map(|c| c.email.smtp_url.unwrap())
+        };
+
+        assert_eq!(
+            url("smtp://mail.example.com").unwrap(),
+            "smtp://mail.example.com?tls=opportunistic"
+        );
+        assert_eq!(
+            url("smtp://u:p%40ss@127.0.0.1:2525?tls=none").unwrap(),
+            "smtp://u:p%40ss@127.0.0.1:2525"
+        );
+        assert_eq!(
+            url("smtp://mail.example.com?tls=required").unwrap(),
+            "smtp://mail.example.com?tls=required"
+        );
+        assert_eq!(
+            url("smtps://mail.example.com").unwrap(),
+            "smtps://mail.example.com"
+        );
+        let err = url("http://u:secret@mail.example.com").err().unwrap();
+        assert!(err.to_string().contains("SMTP_URL"));
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(url("smtp://mail.example.com?tls=sometimes").is_err());
+    }
+
+    #[test]
+    fn email_defaults_follow_the_api_contract_and_bad_values_fail_start() {
+        let cfg = config(&[("CHRONICLE_ENV", "development")]).unwrap();
+
+        assert!(cfg.email.smtp_url.is_none());
+        assert_eq!(cfg.email.mail_from, "Chronicle <no-reply@localhost>");
+        assert_eq!(cfg.email.app_base_url, "http://localhost:3000");
+        assert!(config(&[
+            ("CHRONICLE_ENV", "development"),
+            ("MAIL_FROM", "not an address")
+        ])
+        .is_err());
+        assert!(config(&[
+            ("CHRONICLE_ENV", "development"),
+            ("APP_BASE_URL", "ftp://x")
+        ])
+        .is_err());
+        assert!(matches!(
+            config(&[("CHRONICLE_ENV", "development"), ("SECRETS_KEY", "short")]),
+            Err(ConfigError::ShortSecretsKey(5))
+        ));
     }
 
     #[test]

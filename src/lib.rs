@@ -20,6 +20,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod fanout;
 pub mod http;
 pub mod server;

@@ -158,6 +158,7 @@ async fn seal_secrets(state: &AppState) -> anyhow::Result<()> {
 /// Every instance listens for log and progress notifications (read-your-writes needs them even
 /// without workers); with workers it also runs the projectors, each led by one instance.
 fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<()>> {
+    crate::email::register_metrics();
     let mut tasks = vec![tokio::spawn(projections::runner::listen(
         state.pool.clone(),
         state.progress.clone(),
@@ -218,6 +219,7 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
             }
         }));
         tasks.push(tokio::spawn(sender.run()));
+        tasks.extend(start_email(state));
         for projector in projections::all_projectors() {
             let runner = Runner::new(
                 state.pool.clone(),
@@ -228,6 +230,38 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
             );
             tasks.push(tokio::spawn(runner.run()));
         }
+    }
+    tasks
+}
+
+/// The outbox writer (a log reader with its own checkpoint, not among the rebuildable read
+/// models) and, when email can go anywhere, the sender.
+fn start_email(state: &AppState) -> Vec<JoinHandle<()>> {
+    let outbox = Runner::new(
+        state.pool.clone(),
+        state.config.database_url.clone(),
+        std::sync::Arc::new(crate::email::outbox::EmailOutbox::new(
+            &state.config.email.mail_from,
+        )),
+        state.progress.clone(),
+        &state.log_wake,
+    );
+    let mut tasks = vec![tokio::spawn(outbox.run())];
+    match crate::email::mailer::Mailer::from_config(&state.config) {
+        Ok(Some(mailer)) => {
+            let sender = crate::email::sender::Sender::new(
+                state.pool.clone(),
+                state.config.database_url.clone(),
+                mailer,
+                state.email_tokens.clone(),
+                state.config.email.app_base_url.clone(),
+            );
+            tasks.push(tokio::spawn(std::sync::Arc::new(sender).run()));
+        }
+        Ok(None) => tracing::warn!(
+            "email is off: SMTP_URL is not set, so emails stay pending in the outbox until it is"
+        ),
+        Err(e) => tracing::error!(error = %e, "email is off: the mailer cannot be built"),
     }
     tasks
 }

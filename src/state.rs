@@ -47,6 +47,8 @@ pub struct AppState {
     pub gauges: Arc<Gauges>,
     /// Seals webhook signing secrets and stored idempotent answers at rest.
     pub secrets: Arc<SecretBox>,
+    /// Derives the tokens of email links; see [`crate::email::tokens`].
+    pub email_tokens: Arc<crate::email::tokens::TokenKey>,
 }
 
 impl AppState {
@@ -73,6 +75,9 @@ impl AppState {
             nats: Arc::new(NatsStatus::default()),
             gauges: Arc::new(Gauges::default()),
             secrets: Arc::new(SecretBox::new(&config.secrets_key)),
+            email_tokens: Arc::new(crate::email::tokens::TokenKey::derive(
+                &config.email.token_secret,
+            )),
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
             rate_limits: Arc::new(RateLimits::new(&config)),
             revocations: Arc::new(Revocations::default()),

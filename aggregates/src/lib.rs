@@ -37,6 +37,10 @@ pub enum ErrorKind {
     VersionMismatch,
     Invalid,
     Unauthenticated,
+    /// The caller asked too often; it may try again after this many seconds.
+    RateLimited {
+        retry_after_secs: u64,
+    },
     /// A service the aggregate depends on failed; not the caller's fault.
     Unavailable,
 }

@@ -10,6 +10,9 @@ use crate::log::StoredEvent;
 fn secret_fields(event_type: &str) -> &'static [&'static str] {
     match event_type {
         "user.registered" | "user.password_changed" => &["password_hash"],
+        // `verification_token` is the plaintext of events written before tokens left the log.
+        "user.email_verification_requested" => &["token_nonce", "token_hash", "verification_token"],
+        "user.password_reset_requested" => &["token_nonce", "token_hash"],
         "session.started" | "session.refreshed" => &["refresh_token_hash"],
         _ => &[],
     }
@@ -86,6 +89,26 @@ mod tests {
                 changed_at: now,
             })
             .unwrap(),
+            serde_json::to_value(UserEvent::EmailVerificationRequested {
+                email: "a@b.c".into(),
+                token_nonce: Some("secret-nonce".into()),
+                token_hash: Some("secret-hash".into()),
+                expires_at: now,
+                requested_at: now,
+            })
+            .unwrap(),
+            serde_json::to_value(UserEvent::PasswordResetRequested {
+                email: "a@b.c".into(),
+                token_nonce: "secret-nonce".into(),
+                token_hash: "secret-hash".into(),
+                expires_at: now,
+                requested_at: now,
+            })
+            .unwrap(),
+            // The stored shape of verification requests from before tokens left the log.
+            json!({"user.email_verification_requested": {
+                "email": "a@b.c", "verification_token": "secret-token",
+                "expires_at": now, "requested_at": now}}),
             serde_json::to_value(SessionEvent::Started {
                 session_id: SessionId::from_uuid(uuid::Uuid::now_v7()),
                 user_id: user,

@@ -89,7 +89,7 @@ async fn apply_one(
         UserEvent::RoleChanged { role, changed_at } => {
             set(conn, id, "role = $2", role.as_str(), changed_at, version).await?;
         }
-        UserEvent::EmailVerificationRequested { .. } => {
+        UserEvent::EmailVerificationRequested { .. } | UserEvent::PasswordResetRequested { .. } => {
             sqlx::query("UPDATE users_view SET version = $2 WHERE id = $1")
                 .bind(id)
                 .bind(version)

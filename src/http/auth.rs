@@ -16,8 +16,9 @@ use utoipa_axum::routes;
 use validator::{Validate, ValidationErrors};
 
 use crate::auth::login_throttle::{self, Verdict};
-use crate::auth::tokens::{new_refresh_token, random_secret, sha256_hex};
+use crate::auth::tokens::{new_refresh_token, sha256_hex};
 use crate::commands::{CommandMeta, Executed};
+use crate::email::tokens::TokenKind;
 use crate::http::consistency::{caught_up, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{RequestMeta, ValidatedJson};
@@ -31,7 +32,6 @@ use crate::http::views::UserView;
 use crate::state::AppState;
 
 pub const REFRESH_TOKEN_DAYS: i64 = 30;
-const EMAIL_VERIFICATION_HOURS: i64 = 24;
 
 /// Sign-ins change users and sessions; a `GET /me` or `/me/sessions` right after must see them.
 const READ_MODELS: &[&str] = &["users", "sessions"];
@@ -139,8 +139,9 @@ pub async fn register_user(
         name,
         role,
         password_hash,
-        verification_token: random_secret(32),
-        verification_expires_at: now + Duration::hours(EMAIL_VERIFICATION_HOURS),
+        verification: state
+            .email_tokens
+            .issue(TokenKind::Verification, user_id, now),
         at: now,
     };
     let mut meta = meta.clone();

@@ -136,6 +136,7 @@ impl ApiError {
                 code: err.code(),
                 detail: "the credentials are not valid",
             },
+            ErrorKind::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
             ErrorKind::Unavailable => Self::Unavailable {
                 detail: "a dependency is unavailable; try again shortly",
                 retry_after_secs: Some(1),
@@ -144,7 +145,8 @@ impl ApiError {
     }
 }
 
-/// The only domain error of kind `Invalid` today is the email verification token.
+/// The only domain errors of kind `Invalid` are the email verification and password reset
+/// tokens, both presented in a field named `token`.
 fn invalid_field_of(_code: &str) -> &'static str {
     "token"
 }

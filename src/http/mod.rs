@@ -17,6 +17,7 @@ pub mod me;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod password_reset;
 pub mod posts;
 pub mod rate_limit;
 pub mod respond;
@@ -60,6 +61,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(openapi::docs))
         .merge(auth::router())
+        .merge(password_reset::router())
         .merge(users::router())
         .merge(posts::router())
         .merge(me::router())

@@ -185,10 +185,13 @@ pub fn client_ip_of(state: &AppState, req: &Request) -> IpAddr {
     state.rate_limits.client_ip(peer, req.headers())
 }
 
-const AUTH_PATHS: [&str; 3] = [
+const AUTH_PATHS: [&str; 5] = [
     "/api/v1/auth/login",
     "/api/v1/auth/register",
     "/api/v1/auth/refresh",
+    // Unauthenticated and able to send email: the strict per-IP budget applies.
+    "/api/v1/auth/password-reset",
+    "/api/v1/auth/password-reset/confirm",
 ];
 
 pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {

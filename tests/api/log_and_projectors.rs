@@ -305,7 +305,7 @@ async fn two_instances_run_each_projector_once_and_the_survivor_takes_over() {
     let mut holders_after = holders_before.clone();
     while Instant::now() < deadline {
         holders_after = advisory_lock_holders(&pool).await;
-        if holders_after.len() == 4
+        if holders_after.len() == 5
             && holders_after
                 .iter()
                 .all(|pid| !holders_before.contains(pid))
@@ -332,13 +332,13 @@ async fn two_instances_run_each_projector_once_and_the_survivor_takes_over() {
 
     assert_eq!(
         holders_before.len(),
-        4,
-        "one leader lock per projector and one for the relay: {holders_before:?}"
+        5,
+        "one leader lock per projector, one for the relay and one for the email outbox writer: {holders_before:?}"
     );
     assert_eq!(
         holders_after.len(),
-        4,
-        "the second instance leads all four: {holders_after:?}"
+        5,
+        "the second instance leads all five: {holders_after:?}"
     );
     assert!(holders_after
         .iter()

@@ -1,6 +1,6 @@
 //! The user's state and rules.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -8,7 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::actor::{Actor, Role};
 use crate::check_version;
 use crate::ids::UserId;
-use crate::user::{UserChanges, UserCommand, UserError, UserEvent, UserServices};
+use crate::user::{IssuedToken, UserChanges, UserCommand, UserError, UserEvent, UserServices};
+
+/// How many verification emails, and separately how many reset emails, a user may be sent
+/// in an hour (the registration's welcome does not count).
+pub const REQUESTS_PER_HOUR: usize = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -27,10 +31,21 @@ impl UserStatus {
     }
 }
 
+/// A token the user was mailed: its hash (never the token) and when it stops working.
+/// `token_hash` is `None` for requests recorded before tokens left the log: nothing matches it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingVerification {
-    pub token: String,
+pub struct PendingToken {
+    pub token_hash: Option<String>,
     pub expires_at: DateTime<Utc>,
+}
+
+impl PendingToken {
+    fn accepts(&self, token_hash: &str, at: DateTime<Utc>) -> bool {
+        self.token_hash
+            .as_deref()
+            .is_some_and(|expected| constant_time_eq(expected, token_hash))
+            && at < self.expires_at
+    }
 }
 
 /// State is public for reading (the server answers from it); only `apply` changes it.
@@ -44,7 +59,13 @@ pub struct User {
     pub status: UserStatus,
     pub email_verified: bool,
     pub password_hash: String,
-    pub pending_verification: Option<PendingVerification>,
+    pub pending_verification: Option<PendingToken>,
+    /// The newest password reset token; any password change retires it.
+    pub pending_reset: Option<PendingToken>,
+    /// When the last few verification and reset emails were asked for (the newest
+    /// `REQUESTS_PER_HOUR` of each), for their hourly limits.
+    pub verification_requests: Vec<DateTime<Utc>>,
+    pub reset_requests: Vec<DateTime<Utc>>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     /// The number of events applied, which is the aggregate's sequence and the ETag.
@@ -149,8 +170,7 @@ impl Aggregate for User {
                 name,
                 role,
                 password_hash,
-                verification_token,
-                verification_expires_at,
+                verification,
                 at,
             } => {
                 if self.id.is_some() {
@@ -173,12 +193,7 @@ impl Aggregate for User {
                         password_hash,
                         registered_at: at,
                     },
-                    UserEvent::EmailVerificationRequested {
-                        email: email.into_inner(),
-                        verification_token,
-                        expires_at: verification_expires_at,
-                        requested_at: at,
-                    },
+                    verification_requested(email.into_inner(), verification, at),
                 ]
             }
             UserCommand::Update {
@@ -195,25 +210,20 @@ impl Aggregate for User {
                 self.require_version(expected_version)?;
                 self.changes_to_events(changes, at)?
             }
-            UserCommand::RequestEmailVerification {
-                actor,
-                token,
-                expires_at,
-                at,
-            } => {
+            UserCommand::RequestEmailVerification { actor, token, at } => {
                 self.require_self_or_admin(&actor)?;
                 self.require_active()?;
                 if self.email_verified {
                     return Err(UserError::AlreadyVerified);
                 }
-                vec![UserEvent::EmailVerificationRequested {
-                    email: self.email.clone(),
-                    verification_token: token,
-                    expires_at,
-                    requested_at: at,
-                }]
+                throttle(&self.verification_requests, at)?;
+                vec![verification_requested(self.email.clone(), token, at)]
             }
-            UserCommand::VerifyEmail { actor, token, at } => {
+            UserCommand::VerifyEmail {
+                actor,
+                token_hash,
+                at,
+            } => {
                 self.require_self(&actor)?;
                 self.require_active()?;
                 if self.email_verified {
@@ -222,13 +232,45 @@ impl Aggregate for User {
                 let valid = self
                     .pending_verification
                     .as_ref()
-                    .is_some_and(|p| constant_time_eq(&p.token, &token) && at < p.expires_at);
+                    .is_some_and(|p| p.accepts(&token_hash, at));
                 if !valid {
                     return Err(UserError::InvalidVerificationToken);
                 }
                 vec![UserEvent::EmailVerified {
                     email: self.email.clone(),
                     verified_at: at,
+                }]
+            }
+            UserCommand::RequestPasswordReset { token, at } => {
+                self.require_registered()?;
+                self.require_active()?;
+                throttle(&self.reset_requests, at)?;
+                vec![UserEvent::PasswordResetRequested {
+                    email: self.email.clone(),
+                    token_nonce: token.nonce,
+                    token_hash: token.hash,
+                    expires_at: token.expires_at,
+                    requested_at: at,
+                }]
+            }
+            UserCommand::ResetPassword {
+                token_hash,
+                new_password_hash,
+                at,
+            } => {
+                self.require_registered()?;
+                // A deactivated user's token is as good as none: one answer for both.
+                let valid = self.status == UserStatus::Active
+                    && self
+                        .pending_reset
+                        .as_ref()
+                        .is_some_and(|p| p.accepts(&token_hash, at));
+                if !valid {
+                    return Err(UserError::InvalidResetToken);
+                }
+                vec![UserEvent::PasswordChanged {
+                    password_hash: new_password_hash,
+                    changed_at: at,
                 }]
             }
             UserCommand::ChangePassword {
@@ -303,14 +345,32 @@ impl Aggregate for User {
                 self.updated_at = Some(changed_at);
             }
             UserEvent::EmailVerificationRequested {
-                verification_token,
+                token_hash,
                 expires_at,
+                requested_at,
                 ..
             } => {
-                self.pending_verification = Some(PendingVerification {
-                    token: verification_token,
+                self.pending_verification = Some(PendingToken {
+                    token_hash,
                     expires_at,
                 });
+                // Sequence 2 is always the registration's own request (Register appends it
+                // right after user.registered): the welcome email is not a resend.
+                if self.version > 2 {
+                    remember(&mut self.verification_requests, requested_at);
+                }
+            }
+            UserEvent::PasswordResetRequested {
+                token_hash,
+                expires_at,
+                requested_at,
+                ..
+            } => {
+                self.pending_reset = Some(PendingToken {
+                    token_hash: Some(token_hash),
+                    expires_at,
+                });
+                remember(&mut self.reset_requests, requested_at);
             }
             UserEvent::EmailVerified { verified_at, .. } => {
                 self.email_verified = true;
@@ -322,10 +382,13 @@ impl Aggregate for User {
                 changed_at,
             } => {
                 self.password_hash = password_hash;
+                // Used, or overtaken by a change made with the current password.
+                self.pending_reset = None;
                 self.updated_at = Some(changed_at);
             }
             UserEvent::Deactivated { deactivated_at } => {
                 self.status = UserStatus::Deactivated;
+                self.pending_reset = None;
                 self.updated_at = Some(deactivated_at);
             }
             UserEvent::Reactivated { reactivated_at } => {
@@ -333,6 +396,39 @@ impl Aggregate for User {
                 self.updated_at = Some(reactivated_at);
             }
         }
+    }
+}
+
+fn verification_requested(email: String, token: IssuedToken, at: DateTime<Utc>) -> UserEvent {
+    UserEvent::EmailVerificationRequested {
+        email,
+        token_nonce: Some(token.nonce),
+        token_hash: Some(token.hash),
+        expires_at: token.expires_at,
+        requested_at: at,
+    }
+}
+
+/// Refuses a request when the newest `REQUESTS_PER_HOUR` requests all fall within the last
+/// hour, saying when the oldest of them leaves the window.
+fn throttle(recent: &[DateTime<Utc>], at: DateTime<Utc>) -> Result<(), UserError> {
+    let window = Duration::hours(1);
+    let in_window: Vec<&DateTime<Utc>> = recent.iter().filter(|t| at - **t < window).collect();
+    match in_window.iter().min() {
+        Some(oldest) if in_window.len() >= REQUESTS_PER_HOUR => Err(UserError::TooManyRequests {
+            retry_after_secs: u64::try_from((**oldest + window - at).num_seconds())
+                .unwrap_or(1)
+                .max(1),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Keeps the newest `REQUESTS_PER_HOUR` request times: enough to decide the next one.
+fn remember(recent: &mut Vec<DateTime<Utc>>, at: DateTime<Utc>) {
+    recent.push(at);
+    if recent.len() > REQUESTS_PER_HOUR {
+        recent.remove(0);
     }
 }
 

@@ -16,8 +16,7 @@ pub enum UserCommand {
         name: UserName,
         role: Role,
         password_hash: String,
-        verification_token: String,
-        verification_expires_at: DateTime<Utc>,
+        verification: IssuedToken,
         at: DateTime<Utc>,
     },
     /// One command for a PATCH or PUT, so a request that changes several things appends all of
@@ -28,15 +27,29 @@ pub enum UserCommand {
         changes: UserChanges,
         at: DateTime<Utc>,
     },
+    /// A new verification token; the previous one stops working.
     RequestEmailVerification {
         actor: Actor,
-        token: String,
-        expires_at: DateTime<Utc>,
+        token: IssuedToken,
         at: DateTime<Utc>,
     },
+    /// `token_hash` is the SHA-256 of the token the user presented; the aggregate never sees
+    /// a token.
     VerifyEmail {
         actor: Actor,
-        token: String,
+        token_hash: String,
+        at: DateTime<Utc>,
+    },
+    /// Anyone may ask (it is how a user who forgot the password gets back in); only an active
+    /// user gets a reset token, and only a few an hour.
+    RequestPasswordReset {
+        token: IssuedToken,
+        at: DateTime<Utc>,
+    },
+    /// Sets a new password with the newest, unexpired, unused reset token (by its hash).
+    ResetPassword {
+        token_hash: String,
+        new_password_hash: String,
         at: DateTime<Utc>,
     },
     ChangePassword {
@@ -59,4 +72,14 @@ pub struct UserChanges {
     pub bio: Option<Bio>,
     pub role: Option<Role>,
     pub status: Option<UserStatus>,
+}
+
+/// A token the server issued for a link in an email. The aggregate keeps only what lets the
+/// server rebuild the token when it mails it (`nonce`, meaningless without the server's key)
+/// and what checks it later (`hash`); the token itself never reaches an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub nonce: String,
+    pub hash: String,
+    pub expires_at: DateTime<Utc>,
 }

@@ -20,6 +20,10 @@ pub enum UserError {
     AlreadyVerified,
     #[error("the verification token is wrong, used or expired")]
     InvalidVerificationToken,
+    #[error("the password reset token is wrong, used or expired")]
+    InvalidResetToken,
+    #[error("too many requests; try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("the current password is wrong")]
     WrongPassword,
     #[error("a service the user aggregate needs failed: {0}")]
@@ -37,6 +41,8 @@ impl DomainError for UserError {
             UserError::Deactivated => "INVALID_STATE_TRANSITION",
             UserError::AlreadyVerified => "INVALID_STATE_TRANSITION",
             UserError::InvalidVerificationToken => "VALIDATION_ERROR",
+            UserError::InvalidResetToken => "VALIDATION_ERROR",
+            UserError::TooManyRequests { .. } => "RATE_LIMITED",
             UserError::WrongPassword => "INVALID_CREDENTIALS",
             UserError::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
         }
@@ -52,6 +58,10 @@ impl DomainError for UserError {
             UserError::Deactivated => ErrorKind::Conflict,
             UserError::AlreadyVerified => ErrorKind::Conflict,
             UserError::InvalidVerificationToken => ErrorKind::Invalid,
+            UserError::InvalidResetToken => ErrorKind::Invalid,
+            UserError::TooManyRequests { retry_after_secs } => ErrorKind::RateLimited {
+                retry_after_secs: *retry_after_secs,
+            },
             UserError::WrongPassword => ErrorKind::Unauthenticated,
             UserError::ServiceUnavailable(_) => ErrorKind::Unavailable,
         }

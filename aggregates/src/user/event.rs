@@ -30,11 +30,29 @@ pub enum UserEvent {
         role: Role,
         changed_at: DateTime<Utc>,
     },
-    /// The token is public on purpose: a mail-sending webhook subscriber learns it from here.
+    /// Carries no token: the server derives it from `token_nonce` under its own key when it
+    /// mails the link, and checks a presented token against `token_hash`. Both are removed from
+    /// the public form. Events written before that carried `verification_token` in plaintext;
+    /// that field is ignored when read (those tokens were public, so they no longer verify) and
+    /// dropped from the public form.
     #[serde(rename = "user.email_verification_requested")]
     EmailVerificationRequested {
         email: String,
-        verification_token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_nonce: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_hash: Option<String>,
+        expires_at: DateTime<Utc>,
+        requested_at: DateTime<Utc>,
+    },
+    /// Like the verification request: the token is derived from the nonce, never stored.
+    #[serde(rename = "user.password_reset_requested")]
+    PasswordResetRequested {
+        email: String,
+        /// Secret: removed from the public form.
+        token_nonce: String,
+        /// Secret: removed from the public form.
+        token_hash: String,
         expires_at: DateTime<Utc>,
         requested_at: DateTime<Utc>,
     },
@@ -62,6 +80,7 @@ impl DomainEvent for UserEvent {
             UserEvent::Updated { .. } => "user.updated",
             UserEvent::RoleChanged { .. } => "user.role_changed",
             UserEvent::EmailVerificationRequested { .. } => "user.email_verification_requested",
+            UserEvent::PasswordResetRequested { .. } => "user.password_reset_requested",
             UserEvent::EmailVerified { .. } => "user.email_verified",
             UserEvent::PasswordChanged { .. } => "user.password_changed",
             UserEvent::Deactivated { .. } => "user.deactivated",

@@ -8,8 +8,8 @@ mod services;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{PendingVerification, User, UserStatus};
-pub use command::{UserChanges, UserCommand};
+pub use aggregate::{PendingToken, User, UserStatus, REQUESTS_PER_HOUR};
+pub use command::{IssuedToken, UserChanges, UserCommand};
 pub use error::UserError;
 pub use event::UserEvent;
 pub use services::{EmailRegistry, PasswordVerifier, ServiceError, UserServices};

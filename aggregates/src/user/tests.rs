@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::actor::{Actor, Role};
 use crate::ids::UserId;
 use crate::user::{
-    EmailRegistry, PasswordVerifier, PendingVerification, ServiceError, User, UserChanges,
-    UserCommand, UserError, UserEvent, UserServices, UserStatus,
+    EmailRegistry, IssuedToken, PasswordVerifier, PendingToken, ServiceError, User, UserChanges,
+    UserCommand, UserError, UserEvent, UserServices, UserStatus, REQUESTS_PER_HOUR,
 };
 use crate::values::{Bio, Email, UserName};
 use crate::{DomainError, ErrorKind};
@@ -104,6 +104,7 @@ fn failing_services() -> UserServices {
 
 const EMAIL: &str = "ada@example.com";
 const PASSWORD: &str = "correct horse battery";
+/// The aggregate only ever sees token hashes; these stand for the SHA-256 of a mailed token.
 const TOKEN: &str = "verify-token-1";
 
 fn ada_id() -> UserId {
@@ -163,8 +164,7 @@ fn register_command() -> UserCommand {
         name: name("Ada"),
         role: Role::User,
         password_hash: hash_of(PASSWORD),
-        verification_token: TOKEN.to_owned(),
-        verification_expires_at: at(3600),
+        verification: issued(TOKEN, at(3600)),
         at: at(0),
     }
 }
@@ -180,12 +180,39 @@ fn registered() -> UserEvent {
     }
 }
 
-fn verification_requested(token: &str, expires_at: DateTime<Utc>) -> UserEvent {
+fn issued(hash: &str, expires_at: DateTime<Utc>) -> IssuedToken {
+    IssuedToken {
+        nonce: format!("nonce-of-{hash}"),
+        hash: hash.to_owned(),
+        expires_at,
+    }
+}
+
+fn verification_requested_at(
+    hash: &str,
+    expires_at: DateTime<Utc>,
+    requested_at: DateTime<Utc>,
+) -> UserEvent {
     UserEvent::EmailVerificationRequested {
         email: EMAIL.to_owned(),
-        verification_token: token.to_owned(),
+        token_nonce: Some(format!("nonce-of-{hash}")),
+        token_hash: Some(hash.to_owned()),
         expires_at,
-        requested_at: at(0),
+        requested_at,
+    }
+}
+
+fn verification_requested(hash: &str, expires_at: DateTime<Utc>) -> UserEvent {
+    verification_requested_at(hash, expires_at, at(0))
+}
+
+fn reset_requested(hash: &str, requested_at: DateTime<Utc>) -> UserEvent {
+    UserEvent::PasswordResetRequested {
+        email: EMAIL.to_owned(),
+        token_nonce: format!("nonce-of-{hash}"),
+        token_hash: hash.to_owned(),
+        expires_at: requested_at + chrono::Duration::hours(1),
+        requested_at,
     }
 }
 
@@ -235,8 +262,7 @@ fn update(actor: Actor, changes: UserChanges) -> UserCommand {
 fn request_verification(actor: Actor) -> UserCommand {
     UserCommand::RequestEmailVerification {
         actor,
-        token: "verify-token-2".to_owned(),
-        expires_at: at(7200),
+        token: issued("verify-token-2", at(7200)),
         at: at(300),
     }
 }
@@ -244,7 +270,7 @@ fn request_verification(actor: Actor) -> UserCommand {
 fn verify(actor: Actor, token: &str, moment: DateTime<Utc>) -> UserCommand {
     UserCommand::VerifyEmail {
         actor,
-        token: token.to_owned(),
+        token_hash: token.to_owned(),
         at: moment,
     }
 }
@@ -286,8 +312,7 @@ fn registering_stores_the_normalised_email() {
         name: name("Ada"),
         role: Role::User,
         password_hash: hash_of(PASSWORD),
-        verification_token: TOKEN.to_owned(),
-        verification_expires_at: at(3600),
+        verification: issued(TOKEN, at(3600)),
         at: at(0),
     };
 
@@ -672,24 +697,22 @@ fn deactivating_an_already_deactivated_user_through_an_update_is_rejected() {
 fn requesting_email_verification_records_a_new_token_for_the_users_email() {
     given(a_registered_user())
         .when(request_verification(ada()))
-        .then_expect_events(vec![UserEvent::EmailVerificationRequested {
-            email: EMAIL.to_owned(),
-            verification_token: "verify-token-2".to_owned(),
-            expires_at: at(7200),
-            requested_at: at(300),
-        }]);
+        .then_expect_events(vec![verification_requested_at(
+            "verify-token-2",
+            at(7200),
+            at(300),
+        )]);
 }
 
 #[test]
 fn an_admin_may_request_email_verification_for_a_user() {
     given(a_registered_user())
         .when(request_verification(admin()))
-        .then_expect_events(vec![UserEvent::EmailVerificationRequested {
-            email: EMAIL.to_owned(),
-            verification_token: "verify-token-2".to_owned(),
-            expires_at: at(7200),
-            requested_at: at(300),
-        }]);
+        .then_expect_events(vec![verification_requested_at(
+            "verify-token-2",
+            at(7200),
+            at(300),
+        )]);
 }
 
 #[test]
@@ -809,6 +832,236 @@ fn a_deactivated_user_cannot_verify_their_email() {
     given(a_deactivated_user())
         .when(verify(ada(), TOKEN, at(60)))
         .then_expect_error(UserError::Deactivated);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens stay out of the log; resends are limited.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_verification_request_records_the_tokens_nonce_and_hash_but_no_token() {
+    let json = serde_json::to_value(verification_requested(TOKEN, at(3600))).unwrap();
+    let fields = json["user.email_verification_requested"]
+        .as_object()
+        .unwrap();
+
+    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "email",
+            "expires_at",
+            "requested_at",
+            "token_hash",
+            "token_nonce"
+        ]
+    );
+}
+
+#[test]
+fn a_token_stored_in_plaintext_by_an_old_event_no_longer_verifies() {
+    let legacy: UserEvent = serde_json::from_value(serde_json::json!({
+        "user.email_verification_requested": {
+            "email": EMAIL, "verification_token": "public-token",
+            "expires_at": at(3600), "requested_at": at(0)
+        }
+    }))
+    .unwrap();
+
+    given(vec![registered(), legacy])
+        .when(verify(ada(), "public-token", at(60)))
+        .then_expect_error(UserError::InvalidVerificationToken);
+}
+
+fn resends(count: i64) -> Vec<UserEvent> {
+    let mut history = a_registered_user();
+    for i in 0..count {
+        history.push(verification_requested_at(
+            &format!("resend-{i}"),
+            at(86_400),
+            at(100 * (i + 1)),
+        ));
+    }
+    history
+}
+
+#[test]
+fn the_welcome_does_not_count_against_the_hourly_resend_limit() {
+    given(resends(REQUESTS_PER_HOUR as i64 - 1))
+        .when(request_verification(ada()))
+        .then_expect_events(vec![verification_requested_at(
+            "verify-token-2",
+            at(7200),
+            at(300),
+        )]);
+}
+
+#[test]
+fn a_sixth_verification_email_within_an_hour_is_rate_limited_until_the_first_leaves_the_hour() {
+    let command = UserCommand::RequestEmailVerification {
+        actor: ada(),
+        token: issued("verify-token-6", at(7200)),
+        at: at(600),
+    };
+
+    given(resends(REQUESTS_PER_HOUR as i64))
+        .when(command)
+        .then_expect_error(UserError::TooManyRequests {
+            retry_after_secs: 3600 - 500,
+        });
+}
+
+#[test]
+fn a_verification_email_an_hour_after_the_oldest_resend_is_allowed_again() {
+    let command = UserCommand::RequestEmailVerification {
+        actor: ada(),
+        token: issued("verify-token-6", at(7200)),
+        at: at(3700),
+    };
+
+    given(resends(REQUESTS_PER_HOUR as i64))
+        .when(command)
+        .then_expect_events(vec![verification_requested_at(
+            "verify-token-6",
+            at(7200),
+            at(3700),
+        )]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Password reset.
+// ---------------------------------------------------------------------------------------------
+
+fn request_reset(hash: &str, moment: DateTime<Utc>) -> UserCommand {
+    UserCommand::RequestPasswordReset {
+        token: issued(hash, moment + chrono::Duration::hours(1)),
+        at: moment,
+    }
+}
+
+fn reset(hash: &str, moment: DateTime<Utc>) -> UserCommand {
+    UserCommand::ResetPassword {
+        token_hash: hash.to_owned(),
+        new_password_hash: hash_of("a reset password"),
+        at: moment,
+    }
+}
+
+fn reset_done(moment: DateTime<Utc>) -> UserEvent {
+    UserEvent::PasswordChanged {
+        password_hash: hash_of("a reset password"),
+        changed_at: moment,
+    }
+}
+
+#[test]
+fn requesting_a_password_reset_records_a_token_hash_for_the_users_email() {
+    given(a_registered_user())
+        .when(request_reset("reset-1", at(100)))
+        .then_expect_events(vec![reset_requested("reset-1", at(100))]);
+}
+
+#[test]
+fn a_deactivated_user_gets_no_password_reset() {
+    given(a_deactivated_user())
+        .when(request_reset("reset-1", at(200)))
+        .then_expect_error(UserError::Deactivated);
+}
+
+#[test]
+fn a_password_reset_for_an_unregistered_user_is_not_found() {
+    given(vec![])
+        .when(request_reset("reset-1", at(100)))
+        .then_expect_error(UserError::NotFound);
+}
+
+#[test]
+fn a_sixth_password_reset_within_an_hour_is_rate_limited() {
+    let mut history = a_registered_user();
+    for i in 0..REQUESTS_PER_HOUR as i64 {
+        history.push(reset_requested(&format!("reset-{i}"), at(10 * (i + 1))));
+    }
+
+    given(history)
+        .when(request_reset("reset-6", at(100)))
+        .then_expect_error(UserError::TooManyRequests {
+            retry_after_secs: 3600 - 90,
+        });
+}
+
+#[test]
+fn the_newest_reset_token_sets_the_new_password() {
+    let mut history = a_registered_user();
+    history.push(reset_requested("reset-1", at(100)));
+
+    given(history)
+        .when(reset("reset-1", at(200)))
+        .then_expect_events(vec![reset_done(at(200))]);
+}
+
+#[test]
+fn an_older_reset_token_stops_working_when_a_newer_one_is_requested() {
+    let mut history = a_registered_user();
+    history.push(reset_requested("reset-1", at(100)));
+    history.push(reset_requested("reset-2", at(150)));
+
+    given(history)
+        .when(reset("reset-1", at(200)))
+        .then_expect_error(UserError::InvalidResetToken);
+}
+
+#[test]
+fn a_used_reset_token_does_not_work_twice() {
+    let mut history = a_registered_user();
+    history.push(reset_requested("reset-1", at(100)));
+    history.push(reset_done(at(200)));
+
+    given(history)
+        .when(reset("reset-1", at(250)))
+        .then_expect_error(UserError::InvalidResetToken);
+}
+
+#[test]
+fn a_reset_token_expires_after_an_hour() {
+    let mut history = a_registered_user();
+    history.push(reset_requested("reset-1", at(100)));
+
+    given(history)
+        .when(reset("reset-1", at(100 + 3600)))
+        .then_expect_error(UserError::InvalidResetToken);
+}
+
+#[test]
+fn a_reset_token_without_any_request_is_rejected() {
+    given(a_registered_user())
+        .when(reset(TOKEN, at(100)))
+        .then_expect_error(UserError::InvalidResetToken);
+}
+
+#[test]
+fn a_deactivated_users_reset_token_is_rejected_like_a_wrong_one() {
+    let mut history = a_registered_user();
+    history.push(reset_requested("reset-1", at(100)));
+    history.push(deactivated());
+
+    given(history)
+        .when(reset("reset-1", at(130)))
+        .then_expect_error(UserError::InvalidResetToken);
+}
+
+#[test]
+fn a_password_change_with_the_current_password_retires_a_pending_reset_token() {
+    let mut history = a_registered_user();
+    history.push(reset_requested("reset-1", at(100)));
+    history.push(UserEvent::PasswordChanged {
+        password_hash: hash_of("changed by hand"),
+        changed_at: at(110),
+    });
+
+    given(history)
+        .when(reset("reset-1", at(120)))
+        .then_expect_error(UserError::InvalidResetToken);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -967,6 +1220,20 @@ fn user_errors_map_to_their_stable_codes_and_kinds() {
             ErrorKind::Invalid,
         ),
         (
+            UserError::InvalidResetToken,
+            "VALIDATION_ERROR",
+            ErrorKind::Invalid,
+        ),
+        (
+            UserError::TooManyRequests {
+                retry_after_secs: 7,
+            },
+            "RATE_LIMITED",
+            ErrorKind::RateLimited {
+                retry_after_secs: 7,
+            },
+        ),
+        (
             UserError::WrongPassword,
             "INVALID_CREDENTIALS",
             ErrorKind::Unauthenticated,
@@ -1061,8 +1328,8 @@ fn registration_leaves_a_pending_verification_and_version_two() {
     assert!(!user.email_verified);
     assert_eq!(
         user.pending_verification,
-        Some(PendingVerification {
-            token: TOKEN.to_owned(),
+        Some(PendingToken {
+            token_hash: Some(TOKEN.to_owned()),
             expires_at: at(3600),
         })
     );
@@ -1082,6 +1349,7 @@ fn each_user_event_is_stored_under_its_public_type_name() {
             changed_at: at(2),
         },
         verification_requested(TOKEN, at(3600)),
+        reset_requested("reset-1", at(5)),
         email_verified(),
         UserEvent::PasswordChanged {
             password_hash: hash_of("x"),
@@ -1106,5 +1374,5 @@ fn each_user_event_is_stored_under_its_public_type_name() {
         seen.insert(event.event_type());
     }
 
-    assert_eq!(seen.len(), 8, "every variant is covered exactly once");
+    assert_eq!(seen.len(), 9, "every variant is covered exactly once");
 }

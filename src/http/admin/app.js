@@ -7,6 +7,7 @@ const TOKENS_KEY = 'chronicle.operator.tokens';
 const PROJECTORS_EVERY_MS = 1000;
 const EVENTS_EVERY_MS = 2000;
 const WEBHOOKS_EVERY_MS = 5000;
+const EMAILS_EVERY_MS = 3000;
 const EVENTS_KEPT = 200;
 
 let tokens = readTokens();
@@ -322,6 +323,43 @@ async function loadWebhooks() {
   else container.replaceChildren(el('p', { class: 'muted' }, 'No endpoints.'));
 }
 
+// ---- email outbox -------------------------------------------------------------------------
+
+async function retryEmail(email, button) {
+  button.disabled = true;
+  showError('');
+  try {
+    await api('POST', `/admin/emails/${email.id}/retry`);
+    button.textContent = 'queued';
+  } catch (e) {
+    showError(`Retry of ${email.id}: ${e.message}`);
+    button.disabled = false;
+  }
+  setTimeout(loadEmails, 500);
+}
+
+async function loadEmails() {
+  const emails = (await api('GET', '/admin/emails?limit=50')).body.data;
+  const rows = emails.map((m) => {
+    let action = '';
+    if (m.status === 'failed') {
+      action = el('button', { type: 'button', class: 'retry', 'data-email': m.id }, 'Retry');
+      action.addEventListener('click', () => retryEmail(m, action));
+    }
+    return el('tr', { 'data-email-id': m.id },
+      el('td', {}, time(m.created_at)),
+      el('td', {}, m.kind),
+      el('td', {}, m.to),
+      el('td', {}, m.subject),
+      el('td', { class: `status status-${m.status}` }, m.status),
+      el('td', {}, m.attempts),
+      el('td', { class: 'error' }, m.last_error || ''),
+      el('td', {}, time(m.sent_at)),
+      el('td', {}, action));
+  });
+  document.querySelector('#emails tbody').replaceChildren(...rows);
+}
+
 // ---- polling ------------------------------------------------------------------------------
 
 function every(ms, load) {
@@ -349,6 +387,7 @@ function start() {
   every(PROJECTORS_EVERY_MS, loadProjectors);
   every(EVENTS_EVERY_MS, loadEvents);
   every(WEBHOOKS_EVERY_MS, loadWebhooks);
+  every(EMAILS_EVERY_MS, loadEmails);
 }
 
 function stop() {

@@ -1,6 +1,7 @@
 //! Operating Chronicle over HTTP: `/api/v1/admin` (admins) for the projectors' state and
 //! rebuilds, and the operator page at `/admin` that uses it.
 
+mod emails;
 mod page;
 
 use axum::extract::{Path, State};
@@ -20,6 +21,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_projections))
         .routes(routes!(rebuild_projection))
+        .routes(routes!(emails::list_emails))
+        .routes(routes!(emails::retry_email))
         .routes(routes!(page::page))
         .routes(routes!(page::script))
         .routes(routes!(page::style))

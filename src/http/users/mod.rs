@@ -3,7 +3,10 @@
 
 mod read;
 mod requests;
+mod verification;
 mod write;
+
+pub use verification::{sent, Sent};
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
             write::deactivate_user
         ))
         .routes(routes!(write::verify_email))
+        .routes(routes!(verification::send_verification))
         .routes(routes!(write::change_password))
         .routes(routes!(read::user_history))
 }

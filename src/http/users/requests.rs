@@ -145,7 +145,7 @@ impl Validate for ReplaceUserRequest {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyEmailRequest {
-    /// `data.verification_token` of the `user.email_verification_requested` event.
+    /// The `token` of the link in the user's newest welcome or verification email.
     #[validate(length(min = 1, max = 256, message = "must be 1 to 256 characters"))]
     #[schema(min_length = 1, max_length = 256)]
     pub token: String,

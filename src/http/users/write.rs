@@ -307,8 +307,8 @@ async fn end_sessions_if_deactivated(
 
 /// Verify a user's email.
 ///
-/// The user themselves, with the token of their `user.email_verification_requested` event. A
-/// wrong, used or expired token is a 422 on the field `token`.
+/// The user themselves, with the token from the link in their newest welcome or verification
+/// email. A wrong, used or expired (24 h) token is a 422 on the field `token`.
 #[utoipa::path(
     post,
     path = "/api/v1/users/{id}/verify-email",
@@ -340,7 +340,7 @@ pub(super) async fn verify_email(
 ) -> Result<Answer<UserView>, ApiError> {
     let command = UserCommand::VerifyEmail {
         actor: caller.actor(),
-        token: body.token,
+        token_hash: crate::email::tokens::hash(&body.token),
         at: Utc::now(),
     };
     let done = state
