@@ -38,6 +38,8 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Wakes this instance's webhook sender when a delivery becomes due.
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// The terms this instance led the projectors and the relay, for `/admin/projections`.
+    pub leader_terms: Arc<projections::leader::TermLog>,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
         };
         Self {
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
+            leader_terms: Arc::default(),
             rate_limits: Arc::new(RateLimits::new(&config)),
             revocations: Arc::new(Revocations::default()),
             cursor_key,

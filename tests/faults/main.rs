@@ -8,9 +8,11 @@
 mod helpers;
 
 mod checks;
+mod cluster;
 mod concurrency;
 mod fuzz;
 mod kill;
+mod leadership;
 mod load;
 mod nats;
 mod postgres;

@@ -28,14 +28,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Every projector: its position and the log's head (tokens), lag in events, status
 /// (`running`, `rebuilding`, `failed`, `stopped`), last error and when it last moved; `rebuild`
 /// (`{applied, total, started_at}`) while one runs and `last_rebuild` (`{finished_at, applied}`)
-/// once one has finished.
+/// once one has finished; `leader_epoch` and `leader_since` of its current leader. `relay` is the
+/// NATS relay's checkpoint and leader; `leadership` the terms the answering instance led
+/// (`{role, epoch, since, until}`, `until` null while it leads).
 #[utoipa::path(
     get,
     path = "/api/v1/admin/projections",
     tag = "admin",
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "`{data: [{name, position, head_position, lag, status, last_error, updated_at, rebuild, last_rebuild}]}`"),
+        (status = 200, description = "`{data: [{name, position, head_position, lag, status, last_error, updated_at, rebuild, last_rebuild, leader_epoch, leader_since}], relay: {stream, position, leader_epoch, leader_since}, leadership: [{role, epoch, since, until}]}`"),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
     )
@@ -47,7 +49,15 @@ async fn list_projections(
     let statuses = projections::runner::statuses(&state.pool)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "data": statuses })).into_response())
+    let relay = crate::fanout::relay::status(&state.pool, &state.config.nats_stream)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "data": statuses,
+        "relay": relay,
+        "leadership": state.leader_terms.terms(),
+    }))
+    .into_response())
 }
 
 /// Rebuild a projector without downtime (shadow tables, then a swap); 202 at once, progress in
