@@ -481,10 +481,20 @@ impl Runner {
             self.set_epoch(Some(leadership.epoch()));
             // Another leader may have moved the checkpoint while this one stood by.
             self.set_cursor(None);
+            // Requested rebuilds are the leader's work too, beside the live projection.
+            let rebuilds = crate::rebuild::carry_out_requests(
+                self.pool.clone(),
+                self.database_url.clone(),
+                self.name(),
+                leadership.epoch(),
+            );
             tokio::select! {
                 () = leadership.lost() => {}
                 () = self.lead() => {
                     tracing::warn!(projector = self.name(), "another instance took over; standing by");
+                }
+                () = rebuilds => {
+                    tracing::warn!(projector = self.name(), "another instance took the rebuild over; standing by");
                 }
             }
             leadership.end(&self.terms).await;
@@ -571,6 +581,13 @@ pub struct RebuildState {
     pub applied: i64,
     pub total: i64,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// When the shadow checkpoint last moved.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Set for a rebuild requested over HTTP, which the projector's leader carries out.
+    pub requested_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether a process is working on it right now (false between a dead instance and the
+    /// leader that takes it over).
+    pub running: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -621,17 +638,30 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error
             leader_epoch: 0,
             leader_since: None,
         });
-        let rebuild: Option<(i64, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-            "SELECT applied, total, started_at FROM projection_rebuilds WHERE name = $1",
+        type RebuildRow = (
+            i64,
+            i64,
+            chrono::DateTime<chrono::Utc>,
+            chrono::DateTime<chrono::Utc>,
+            Option<chrono::DateTime<chrono::Utc>>,
+        );
+        let rebuild: Option<RebuildRow> = sqlx::query_as(
+            "SELECT applied, total, started_at, updated_at, requested_at FROM projection_rebuilds WHERE name = $1",
         )
         .bind(projector.name())
         .fetch_optional(pool)
         .await?;
-        let rebuild = rebuild.map(|(applied, total, started_at)| RebuildState {
-            applied,
-            total,
-            started_at,
-        });
+        let rebuild = match rebuild {
+            Some((applied, total, started_at, updated_at, requested_at)) => Some(RebuildState {
+                applied,
+                total,
+                started_at,
+                updated_at,
+                requested_at,
+                running: crate::rebuild::running(pool, projector.name()).await?,
+            }),
+            None => None,
+        };
         let status = if rebuild.is_some() {
             "rebuilding".to_owned()
         } else {

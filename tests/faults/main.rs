@@ -16,5 +16,6 @@ mod leadership;
 mod load;
 mod nats;
 mod postgres;
+mod rebuild;
 mod support;
 mod webhooks;
