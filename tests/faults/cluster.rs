@@ -101,6 +101,30 @@ impl PgServer {
         })
         .await;
     }
+
+    /// `pg_ctl stop -m fast`: sessions are terminated (57P01), open transactions rolled back.
+    pub async fn stop_fast(&self) {
+        let status = as_postgres("pg_ctl")
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(self.data())
+            .status()
+            .await
+            .expect("pg_ctl runs");
+        assert!(status.success(), "Postgres stopped");
+    }
+
+    /// `kill -9` of the postmaster.
+    pub async fn crash(&self) {
+        let pid_file = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .expect("a running server has a pid file");
+        let pid = pid_file.lines().next().expect("the pid").trim().to_owned();
+        let status = Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(status.success(), "SIGKILL sent to the postmaster");
+    }
 }
 
 impl Drop for PgServer {

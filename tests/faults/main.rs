@@ -17,5 +17,6 @@ mod load;
 mod nats;
 mod postgres;
 mod rebuild;
+mod restart;
 mod support;
 mod webhooks;
