@@ -190,6 +190,7 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
             state.config.database_url.clone(),
             crate::fanout::relay::RelaySettings::from_config(&state.config),
             &state.log_wake,
+            state.leader_terms.clone(),
         )
         .reporting_to(state.gauges.clone());
         tasks.push(tokio::spawn(relay.run()));
@@ -227,7 +228,8 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
                 projector,
                 state.progress.clone(),
                 &state.log_wake,
-            );
+            )
+            .with_terms(state.leader_terms.clone());
             tasks.push(tokio::spawn(runner.run()));
         }
     }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub secrets: Arc<SecretBox>,
     /// Derives the tokens of email links; see [`crate::email::tokens`].
     pub email_tokens: Arc<crate::email::tokens::TokenKey>,
+    /// The terms this instance led the projectors and the relay, for `/admin/projections`.
+    pub leader_terms: Arc<projections::leader::TermLog>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
                 &config.email.token_secret,
             )),
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
+            leader_terms: Arc::default(),
             rate_limits: Arc::new(RateLimits::new(&config)),
             revocations: Arc::new(Revocations::default()),
             cursor_key,

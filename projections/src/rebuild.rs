@@ -6,8 +6,14 @@
 //! Projectors name their tables unqualified, so `SET LOCAL search_path` points them at the
 //! shadow schema without any change to them. Progress is checkpointed per batch, so an
 //! interrupted rebuild resumes; an advisory lock refuses a second concurrent rebuild.
+//!
+//! A rebuild requested over HTTP ([`request`]) is a row, not a task: the projector's leader
+//! carries it out ([`carry_out_requests`]), so it survives the instance that accepted it. Each
+//! shadow batch moves the shadow checkpoint only from where it read it, and the leader's runs
+//! carry its epoch, so a deposed leader's rebuild cannot add to its successor's.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
@@ -23,6 +29,9 @@ pub enum RebuildError {
     Unknown(String),
     #[error("a rebuild of {0} is already running")]
     AlreadyRunning(String),
+    /// Another instance leads the projector now, or moved the shadow checkpoint meanwhile.
+    #[error("another instance took the rebuild over")]
+    Fenced,
     #[error(transparent)]
     Projection(#[from] ProjectionError),
     #[error(transparent)]
@@ -128,12 +137,45 @@ async fn apply_into_shadow(
     Ok((last, events.len()))
 }
 
+/// `Fenced` unless the projector's leader is still the one with `epoch` (`None`: not a leader's
+/// run, e.g. the CLI's).
+async fn check_epoch(
+    conn: &mut PgConnection,
+    name: &str,
+    epoch: Option<i64>,
+) -> Result<(), RebuildError> {
+    let Some(epoch) = epoch else {
+        return Ok(());
+    };
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT leader_epoch FROM projection_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if current != Some(epoch) {
+        return Err(RebuildError::Fenced);
+    }
+    Ok(())
+}
+
 /// Rebuilds `name` and swaps it in. `batch` events per transaction; `on_progress` after each.
 pub async fn rebuild(
     pool: &PgPool,
     database_url: &str,
     name: &str,
     batch: i64,
+    on_progress: impl FnMut(RebuildProgress),
+) -> Result<RebuildProgress, RebuildError> {
+    rebuild_as(pool, database_url, name, batch, None, on_progress).await
+}
+
+/// [`rebuild`] as the projector's leader of `epoch`: stops with `Fenced` once it is not.
+pub async fn rebuild_as(
+    pool: &PgPool,
+    database_url: &str,
+    name: &str,
+    batch: i64,
+    epoch: Option<i64>,
     mut on_progress: impl FnMut(RebuildProgress),
 ) -> Result<RebuildProgress, RebuildError> {
     let projector: Arc<dyn Projector> = crate::all_projectors()
@@ -149,8 +191,11 @@ pub async fn rebuild(
         return Err(RebuildError::AlreadyRunning(name.to_owned()));
     }
 
-    // Resume when a previous rebuild left its shadow tables and checkpoint; else start afresh.
-    let mut resumable = rebuild_checkpoint(pool, name).await?;
+    // Resume when a previous rebuild left its shadow tables and got somewhere; else start
+    // afresh (a request's new row at position zero may meet an old run's shadow tables).
+    let mut resumable = rebuild_checkpoint(pool, name)
+        .await?
+        .filter(|(position, _)| *position > Position::START);
     for table in projector.tables() {
         if !shadow_exists(pool, table).await? {
             resumable = None;
@@ -165,7 +210,8 @@ pub async fn rebuild(
             }
             sqlx::query(
                 "INSERT INTO projection_rebuilds (name) VALUES ($1)
-                 ON CONFLICT (name) DO UPDATE SET transaction_id = 0, position = 0, applied = 0, started_at = now()",
+                 ON CONFLICT (name) DO UPDATE SET transaction_id = 0, position = 0, applied = 0, started_at = now(),
+                                                  updated_at = now()",
             )
             .bind(name)
             .execute(&mut *tx)
@@ -183,22 +229,30 @@ pub async fn rebuild(
 
     loop {
         let mut tx = pool.begin().await?;
+        check_epoch(&mut tx, name, epoch).await?;
         let (next, count) = apply_into_shadow(&mut tx, projector.as_ref(), position, batch).await?;
         if count == 0 {
             tx.rollback().await?;
             break;
         }
         applied += count as i64;
-        sqlx::query(
+        // Only from where this run read it: another run that moved it meanwhile wins.
+        let moved = sqlx::query(
             "UPDATE projection_rebuilds SET transaction_id = $2, position = $3, applied = $4, updated_at = now()
-              WHERE name = $1",
+              WHERE name = $1 AND transaction_id = $5 AND position = $6",
         )
         .bind(name)
         .bind(next.transaction_id)
         .bind(next.position)
         .bind(applied)
+        .bind(position.transaction_id)
+        .bind(position.position)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            return Err(RebuildError::Fenced);
+        }
         tx.commit().await?;
         position = next;
         on_progress(RebuildProgress {
@@ -220,6 +274,8 @@ pub async fn rebuild(
         .bind(name)
         .execute(&mut *tx)
         .await?;
+    // Under the row's lock: a takeover bumps the epoch on this row, so it cannot slip between.
+    check_epoch(&mut tx, name, epoch).await?;
     loop {
         let (next, count) = apply_into_shadow(&mut tx, projector.as_ref(), position, batch).await?;
         if count == 0 {
@@ -262,4 +318,95 @@ pub async fn rebuild(
     };
     on_progress(done);
     Ok(done)
+}
+
+/// Records a rebuild request for the projector's leader to carry out; false when one is already
+/// requested or running. A row an interrupted CLI rebuild left behind becomes the request, so
+/// the leader resumes it.
+pub async fn request(pool: &PgPool, name: &str) -> Result<bool, RebuildError> {
+    if !crate::all_projectors().iter().any(|p| p.name() == name) {
+        return Err(RebuildError::Unknown(name.to_owned()));
+    }
+    let running: bool =
+        sqlx::query_scalar("SELECT NOT pg_try_advisory_lock($1) OR NOT pg_advisory_unlock($1)")
+            .bind(advisory_key(&format!("rebuild:{name}")))
+            .fetch_one(pool)
+            .await?;
+    if running {
+        return Ok(false);
+    }
+    let total = log::count_after(pool, Position::START).await?;
+    let recorded: Option<String> = sqlx::query_scalar(
+        "INSERT INTO projection_rebuilds (name, total, requested_at) VALUES ($1, $2, now())
+         ON CONFLICT (name) DO UPDATE SET requested_at = now()
+          WHERE projection_rebuilds.requested_at IS NULL
+         RETURNING name",
+    )
+    .bind(name)
+    .bind(total)
+    .fetch_optional(pool)
+    .await?;
+    Ok(recorded.is_some())
+}
+
+async fn requested(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM projection_rebuilds WHERE name = $1 AND requested_at IS NOT NULL)",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+}
+
+/// How often a leader looks for a requested rebuild.
+const REQUEST_POLL: Duration = Duration::from_secs(1);
+/// After a failed rebuild, before it is tried again.
+const RETRY_FAILED: Duration = Duration::from_secs(5);
+const REQUEST_BATCH: i64 = 1000;
+
+/// Carries out the rebuilds requested for `name` while this instance leads it with `epoch`;
+/// returns once it does not.
+pub async fn carry_out_requests(pool: PgPool, database_url: String, name: &str, epoch: i64) {
+    loop {
+        let mut pause = REQUEST_POLL;
+        if let Ok(true) = requested(&pool, name).await {
+            tracing::info!(projector = name, epoch, "carrying out a requested rebuild");
+            match rebuild_as(
+                &pool,
+                &database_url,
+                name,
+                REQUEST_BATCH,
+                Some(epoch),
+                |_| {},
+            )
+            .await
+            {
+                Ok(done) => {
+                    tracing::info!(projector = name, applied = done.applied, "rebuild finished")
+                }
+                // The CLI's rebuild or a deposed leader's still holds the lock: it finishes the
+                // request, or lets go of it soon.
+                Err(RebuildError::AlreadyRunning(_)) => {}
+                Err(RebuildError::Fenced) => return,
+                Err(e) => {
+                    tracing::error!(projector = name, error = %e, "rebuild failed; retrying");
+                    pause = RETRY_FAILED;
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Whether some process holds the rebuild lock of `name` right now.
+pub async fn running(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks
+                         WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                           AND ((classid::bigint << 32) | objid::bigint) = $1)",
+    )
+    .bind(advisory_key(&format!("rebuild:{name}")))
+    .fetch_one(pool)
+    .await
 }

@@ -2,10 +2,11 @@
 //! and moves the checkpoint in the same transaction, so a crash repeats nothing and loses
 //! nothing.
 //!
-//! One instance runs a given projector at a time: the leader holds a session-level advisory
-//! lock on a dedicated connection, which Postgres releases when that connection (or process)
-//! dies, so another instance takes over. Correctness does not rest on the lock: each batch
-//! locks the checkpoint row `FOR UPDATE`, so even two runners could only take turns.
+//! One instance runs a given projector at a time ([`crate::leader`]): the leader holds an
+//! advisory lock on a dedicated connection and stops the moment that connection fails a check.
+//! Correctness does not rest on the lock: each batch locks the checkpoint row `FOR UPDATE` and
+//! writes it only while the row still carries the runner's leadership epoch, so a deposed leader's
+//! batch is refused, not merely unlikely.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,17 +14,23 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::PgListener;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::leader::{self, Fence, TermLog};
 use crate::log::{self, StoredEvent};
 use crate::Position;
+
+pub use crate::leader::advisory_key;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// Another instance took over the projector: this runner's epoch is no longer the row's.
+    #[error("another instance leads this projector now")]
+    Fenced,
     #[error("event {event_id} ({event_type}) cannot be applied: {reason}")]
     BadEvent {
         event_id: uuid::Uuid,
@@ -191,7 +198,7 @@ pub async fn listen(pool: PgPool, progress: Arc<Progress>, wake: Arc<LogWake>) {
 
 const BATCH_SIZE: i64 = 500;
 const IDLE_POLL: Duration = Duration::from_secs(1);
-const LEADER_CHECK: Duration = Duration::from_secs(2);
+const RETRY_START: Duration = Duration::from_secs(1);
 const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
 /// How stale the stored checkpoint may get while only irrelevant events pass by.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
@@ -212,6 +219,9 @@ pub struct Runner {
     wake: watch::Receiver<u64>,
     cursor: std::sync::Mutex<Option<Cursor>>,
     last_flush: std::sync::Mutex<Instant>,
+    /// The leadership epoch every write must match; `None` when run directly (tests, tools).
+    epoch: std::sync::Mutex<Option<i64>>,
+    terms: Arc<TermLog>,
 }
 
 impl Runner {
@@ -230,6 +240,24 @@ impl Runner {
             wake: wake.subscribe(),
             cursor: std::sync::Mutex::new(None),
             last_flush: std::sync::Mutex::new(Instant::now()),
+            epoch: std::sync::Mutex::new(None),
+            terms: Arc::new(TermLog::default()),
+        }
+    }
+
+    /// Records this runner's terms of leadership in the process's shared log.
+    pub fn with_terms(mut self, terms: Arc<TermLog>) -> Self {
+        self.terms = terms;
+        self
+    }
+
+    fn epoch(&self) -> Option<i64> {
+        self.epoch.lock().ok().and_then(|e| *e)
+    }
+
+    fn set_epoch(&self, epoch: Option<i64>) {
+        if let Ok(mut slot) = self.epoch.lock() {
+            *slot = epoch;
         }
     }
 
@@ -321,11 +349,16 @@ impl Runner {
         Ok(Position::new(tx, pos))
     }
 
-    async fn lock_checkpoint(&self, conn: &mut PgConnection) -> Result<Position, sqlx::Error> {
-        let row = sqlx::query("SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+    /// Locks the checkpoint row for a batch; refuses when another leader's epoch is on it.
+    async fn lock_checkpoint(&self, conn: &mut PgConnection) -> Result<Position, ProjectionError> {
+        let row = sqlx::query("SELECT transaction_id, position, leader_epoch FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
             .bind(self.name())
             .fetch_one(&mut *conn)
             .await?;
+        let stored: i64 = row.try_get("leader_epoch")?;
+        if self.epoch().is_some_and(|mine| mine != stored) {
+            return Err(ProjectionError::Fenced);
+        }
         Ok(Position::new(
             row.try_get("transaction_id")?,
             row.try_get("position")?,
@@ -339,16 +372,22 @@ impl Runner {
         last: Position,
     ) -> Result<(), ProjectionError> {
         self.projector.apply(&mut tx, events).await?;
-        sqlx::query(
+        let moved = sqlx::query(
             "UPDATE projection_checkpoints
                 SET transaction_id = $2, position = $3, status = 'running', last_error = NULL, updated_at = now()
-              WHERE name = $1",
+              WHERE name = $1 AND ($4::bigint IS NULL OR leader_epoch = $4)",
         )
         .bind(self.name())
         .bind(last.transaction_id)
         .bind(last.position)
+        .bind(self.epoch())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            // Dropping the transaction rolls the batch back.
+            return Err(ProjectionError::Fenced);
+        }
         tx.commit().await?;
         self.set_cursor(Some(Cursor {
             persisted: last,
@@ -367,13 +406,15 @@ impl Runner {
         let stored = sqlx::query(
             "UPDATE projection_checkpoints
                 SET transaction_id = $2, position = $3, status = 'running', last_error = NULL, updated_at = now()
-              WHERE name = $1 AND transaction_id = $4 AND position = $5",
+              WHERE name = $1 AND transaction_id = $4 AND position = $5
+                AND ($6::bigint IS NULL OR leader_epoch = $6)",
         )
         .bind(self.name())
         .bind(cursor.current.transaction_id)
         .bind(cursor.current.position)
         .bind(cursor.persisted.transaction_id)
         .bind(cursor.persisted.position)
+        .bind(self.epoch())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -411,61 +452,83 @@ impl Runner {
         metrics::gauge!("chronicle_projection_failed", "projector" => self.name()).set(1.0);
         tracing::error!(projector = self.name(), error = %error, "projector failed; it will retry with backoff");
         let _ = sqlx::query(
-            "UPDATE projection_checkpoints SET status = 'failed', last_error = $2, updated_at = now() WHERE name = $1",
+            "UPDATE projection_checkpoints SET status = 'failed', last_error = $2, updated_at = now()
+              WHERE name = $1 AND ($3::bigint IS NULL OR leader_epoch = $3)",
         )
         .bind(self.name())
         .bind(error.to_string())
+        .bind(self.epoch())
         .execute(&self.pool)
         .await;
     }
 
-    /// Runs until the task is dropped: leads, projects, follows new events, and hands over
-    /// leadership if its lock connection dies.
+    /// Runs until the task is dropped: leads, projects, follows new events, and stops at once
+    /// when its leadership is lost or fenced, to stand by for the next term.
     pub async fn run(mut self) {
+        let role = format!("projector:{}", self.name());
         loop {
             if let Err(e) = self.ensure_checkpoint().await {
                 tracing::warn!(projector = self.name(), error = %e, "cannot reach the database; retrying");
-                tokio::time::sleep(LEADER_CHECK).await;
+                tokio::time::sleep(RETRY_START).await;
                 continue;
             }
-            let mut leader =
-                lead_as(&self.database_url, &format!("projector:{}", self.name())).await;
+            let mut leadership = leader::acquire(
+                &self.database_url,
+                &role,
+                &Fence::projector(self.name()),
+                &self.terms,
+            )
+            .await;
+            self.set_epoch(Some(leadership.epoch()));
             // Another leader may have moved the checkpoint while this one stood by.
             self.set_cursor(None);
-            let mut last_check = Instant::now();
-            let mut failures: u32 = 0;
-            loop {
-                self.wake.borrow_and_update();
-                let result = self.step().await;
-                if result.is_ok() && failures > 0 {
-                    metrics::gauge!("chronicle_projection_failed", "projector" => self.name())
-                        .set(0.0);
+            // Requested rebuilds are the leader's work too, beside the live projection.
+            let rebuilds = crate::rebuild::carry_out_requests(
+                self.pool.clone(),
+                self.database_url.clone(),
+                self.name(),
+                leadership.epoch(),
+            );
+            tokio::select! {
+                () = leadership.lost() => {}
+                () = self.lead() => {
+                    tracing::warn!(projector = self.name(), "another instance took over; standing by");
                 }
-                match result {
-                    Ok(0) => {
-                        failures = 0;
-                        if self.flush_due() {
-                            if let Err(e) = self.flush().await {
-                                tracing::warn!(projector = self.name(), error = %e, "cannot store the checkpoint; retrying");
-                            }
+                () = rebuilds => {
+                    tracing::warn!(projector = self.name(), "another instance took the rebuild over; standing by");
+                }
+            }
+            leadership.end(&self.terms).await;
+        }
+    }
+
+    /// Projects while this runner leads; returns only when a write was fenced off.
+    async fn lead(&mut self) {
+        let mut failures: u32 = 0;
+        loop {
+            self.wake.borrow_and_update();
+            let result = self.step().await;
+            if result.is_ok() && failures > 0 {
+                metrics::gauge!("chronicle_projection_failed", "projector" => self.name()).set(0.0);
+            }
+            match result {
+                Ok(0) => {
+                    failures = 0;
+                    if self.flush_due() {
+                        if let Err(e) = self.flush().await {
+                            tracing::warn!(projector = self.name(), error = %e, "cannot store the checkpoint; retrying");
                         }
-                        self.idle().await;
                     }
-                    Ok(_) => failures = 0,
-                    Err(e) => {
-                        failures += 1;
-                        self.record_failure(&e).await;
-                        let backoff =
-                            Duration::from_secs(1u64 << failures.min(9)).min(MAX_FAILURE_BACKOFF);
-                        tokio::time::sleep(backoff).await;
-                    }
+                    self.idle().await;
                 }
-                if last_check.elapsed() >= LEADER_CHECK {
-                    last_check = Instant::now();
-                    if sqlx::query("SELECT 1").execute(&mut leader).await.is_err() {
-                        tracing::warn!(projector = self.name(), "lost the leadership connection");
-                        break;
-                    }
+                Ok(_) => failures = 0,
+                Err(ProjectionError::Fenced) => return,
+                Err(e) => {
+                    failures += 1;
+                    self.record_failure(&e).await;
+                    let backoff =
+                        Duration::from_secs(1u64 << failures.min(9)).min(MAX_FAILURE_BACKOFF);
+                    tokio::time::sleep(backoff).await;
                 }
             }
         }
@@ -490,42 +553,6 @@ impl Runner {
     }
 }
 
-/// Becomes the one instance doing the work named `role`, waiting while another instance is.
-/// The returned connection holds the lock: keep it open while leading, and check it now and
-/// then; Postgres releases the lock when it closes, so a dead leader is replaced.
-pub async fn lead_as(database_url: &str, role: &str) -> PgConnection {
-    let key = advisory_key(role);
-    let mut announced = false;
-    loop {
-        if let Ok(mut conn) = PgConnection::connect(database_url).await {
-            let locked: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(key)
-                .fetch_one(&mut conn)
-                .await;
-            if let Ok(true) = locked {
-                tracing::info!(role, "leading");
-                return conn;
-            }
-            if !announced {
-                tracing::info!(role, "another instance leads; standing by");
-                announced = true;
-            }
-            let _ = conn.close().await;
-        }
-        tokio::time::sleep(LEADER_CHECK).await;
-    }
-}
-
-/// A stable 64-bit key for an advisory lock (FNV-1a; std's hasher is not stable across builds).
-pub fn advisory_key(name: &str) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in name.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
-}
-
 /// One projector's state, as operators see it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProjectorStatus {
@@ -541,6 +568,10 @@ pub struct ProjectorStatus {
     pub rebuild: Option<RebuildState>,
     /// The last rebuild that finished (swapped in), if any.
     pub last_rebuild: Option<FinishedRebuild>,
+    /// The epoch of the projector's current (or last) leader, bumped at every takeover.
+    pub leader_epoch: i64,
+    /// When that leader took over.
+    pub leader_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -555,6 +586,13 @@ pub struct RebuildState {
     pub applied: i64,
     pub total: i64,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// When the shadow checkpoint last moved.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Set for a rebuild requested over HTTP, which the projector's leader carries out.
+    pub requested_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether a process is working on it right now (false between a dead instance and the
+    /// leader that takes it over).
+    pub running: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -566,6 +604,8 @@ struct CheckpointRow {
     updated_at: chrono::DateTime<chrono::Utc>,
     last_rebuild_finished_at: Option<chrono::DateTime<chrono::Utc>>,
     last_rebuild_events: Option<i64>,
+    leader_epoch: i64,
+    leader_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The state of every projector this build knows (a projector that has not run yet shows at
@@ -576,7 +616,7 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error
     for projector in crate::all_projectors() {
         let row: Option<CheckpointRow> = sqlx::query_as(
             "SELECT transaction_id, position, status, last_error, updated_at, last_rebuild_finished_at,
-                    last_rebuild_events
+                    last_rebuild_events, leader_epoch, leader_since
                FROM projection_checkpoints WHERE name = $1",
         )
         .bind(projector.name())
@@ -590,6 +630,8 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error
             updated_at,
             last_rebuild_finished_at,
             last_rebuild_events,
+            leader_epoch,
+            leader_since,
         } = row.unwrap_or(CheckpointRow {
             transaction_id: 0,
             position: 0,
@@ -598,18 +640,33 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error
             updated_at: chrono::Utc::now(),
             last_rebuild_finished_at: None,
             last_rebuild_events: None,
+            leader_epoch: 0,
+            leader_since: None,
         });
-        let rebuild: Option<(i64, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-            "SELECT applied, total, started_at FROM projection_rebuilds WHERE name = $1",
+        type RebuildRow = (
+            i64,
+            i64,
+            chrono::DateTime<chrono::Utc>,
+            chrono::DateTime<chrono::Utc>,
+            Option<chrono::DateTime<chrono::Utc>>,
+        );
+        let rebuild: Option<RebuildRow> = sqlx::query_as(
+            "SELECT applied, total, started_at, updated_at, requested_at FROM projection_rebuilds WHERE name = $1",
         )
         .bind(projector.name())
         .fetch_optional(pool)
         .await?;
-        let rebuild = rebuild.map(|(applied, total, started_at)| RebuildState {
-            applied,
-            total,
-            started_at,
-        });
+        let rebuild = match rebuild {
+            Some((applied, total, started_at, updated_at, requested_at)) => Some(RebuildState {
+                applied,
+                total,
+                started_at,
+                updated_at,
+                requested_at,
+                running: crate::rebuild::running(pool, projector.name()).await?,
+            }),
+            None => None,
+        };
         let status = if rebuild.is_some() {
             "rebuilding".to_owned()
         } else {
@@ -629,6 +686,8 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error
                 finished_at,
                 applied: last_rebuild_events.unwrap_or(0),
             }),
+            leader_epoch,
+            leader_since,
         });
     }
     Ok(out)

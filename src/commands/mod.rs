@@ -85,6 +85,9 @@ impl<E: DomainError> From<CommandError<E>> for ApiError {
                 code: "CONFLICT",
                 detail: "the resource is being changed by others; try again".into(),
             },
+            CommandError::Unavailable(cause) if cause.is::<crate::db::CommitUnknown>() => {
+                ApiError::CommitUnknown
+            }
             CommandError::Unavailable(_) => ApiError::database_unavailable(),
             CommandError::Internal(cause) => ApiError::internal(cause),
         }

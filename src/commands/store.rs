@@ -279,6 +279,52 @@ impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
             .iter()
             .map(SerializedEvent::try_from)
             .collect::<Result<_, PersistenceError>>()?;
+        match self.insert(&serialized).await {
+            Ok(position) => Ok(position),
+            Err(err) if crate::db::outcome_unknown(&err) => self.resolve(&serialized, err).await,
+            Err(err) => Err(append_error(err)),
+        }
+    }
+
+    /// Finds out whether an append whose connection broke under it was committed, by appending
+    /// the same events again once the database answers: the (aggregate, sequence) key either
+    /// takes them now (the first try was not committed), or refuses them because they are there
+    /// (ours, committed, if they are the same events; another writer's otherwise). A first try
+    /// still running on a half-dead connection makes the second wait on the key until it ends.
+    async fn resolve(
+        &self,
+        serialized: &[SerializedEvent],
+        first: sqlx::Error,
+    ) -> Result<Position, AggregateError<A::Error>> {
+        tracing::warn!(error = %first, "the connection broke during an append; resolving its outcome");
+        let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
+        let mut pause = std::time::Duration::from_millis(100);
+        let mut last = first;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            let attempt = match self.insert(serialized).await {
+                Ok(position) => return Ok(position),
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    match self.stored_as_ours(serialized).await {
+                        Ok(Some(position)) => return Ok(position),
+                        Ok(None) => return Err(AggregateError::AggregateConflict),
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            if !crate::db::is_unavailable(&attempt) {
+                return Err(append_error(attempt));
+            }
+            last = attempt;
+        }
+        Err(AggregateError::DatabaseConnectionError(Box::new(
+            crate::db::CommitUnknown(last),
+        )))
+    }
+
+    async fn insert(&self, serialized: &[SerializedEvent]) -> Result<Position, sqlx::Error> {
         let aggregate_id = &serialized[0].aggregate_id;
         let sequences: Vec<i64> = serialized.iter().map(|e| e.sequence as i64).collect();
         let types: Vec<&str> = serialized.iter().map(|e| e.event_type.as_str()).collect();
@@ -304,12 +350,7 @@ impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
         .bind(&payloads)
         .bind(&metadata)
         .fetch_all(&self.pool)
-        .await
-        .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => AggregateError::AggregateConflict,
-            _ => connection_or_unexpected(err),
-        })?;
-
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(Position::new(
@@ -317,10 +358,50 @@ impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
                     row.try_get("position")?,
                 ))
             })
-            .collect::<Result<Vec<Position>, sqlx::Error>>()
-            .map_err(connection_or_unexpected)?
+            .collect::<Result<Vec<Position>, sqlx::Error>>()?
             .into_iter()
             .max()
-            .ok_or_else(|| AggregateError::UnexpectedError("the append returned no rows".into()))
+            .ok_or_else(|| sqlx::Error::Protocol("the append returned no rows".into()))
+    }
+
+    /// The position of these events if the log holds exactly them at their sequences.
+    async fn stored_as_ours(
+        &self,
+        serialized: &[SerializedEvent],
+    ) -> Result<Option<Position>, sqlx::Error> {
+        let sequences: Vec<i64> = serialized.iter().map(|e| e.sequence as i64).collect();
+        let stored: Vec<(i64, String, serde_json::Value, serde_json::Value, i64, i64)> =
+            sqlx::query_as(
+                "SELECT sequence, event_type, payload, metadata, transaction_id::text::bigint, position
+                   FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = ANY($3)
+                  ORDER BY sequence",
+            )
+            .bind(A::TYPE)
+            .bind(&serialized[0].aggregate_id)
+            .bind(&sequences)
+            .fetch_all(&self.pool)
+            .await?;
+        let ours = stored.len() == serialized.len()
+            && stored.iter().zip(serialized).all(|(row, event)| {
+                row.0 == event.sequence as i64
+                    && row.1 == event.event_type
+                    && row.2 == event.payload
+                    && row.3 == event.metadata
+            });
+        Ok(ours
+            .then(|| stored.iter().map(|r| Position::new(r.4, r.5)).max())
+            .flatten())
+    }
+}
+
+/// How long an append whose outcome is unknown keeps trying to learn it before the command is
+/// answered with an unknown outcome: long enough for a restart, short enough to answer within
+/// a client's patience (only commands in flight when the database failed wait).
+const RESOLVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn append_error<E: std::error::Error>(err: sqlx::Error) -> AggregateError<E> {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => AggregateError::AggregateConflict,
+        _ => connection_or_unexpected(err),
     }
 }

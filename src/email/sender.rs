@@ -30,7 +30,6 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 /// The longest the sender sleeps without a wake-up (new rows notify it at once).
 const MAX_WAIT: Duration = Duration::from_secs(5);
-const LEADER_CHECK: Duration = Duration::from_secs(2);
 
 pub struct Sender {
     pool: PgPool,
@@ -144,25 +143,28 @@ impl Sender {
 
     /// Sends until the task is dropped, while this instance leads.
     pub async fn run(self: Arc<Self>) {
+        let terms = projections::leader::TermLog::default();
         loop {
-            let mut leader = projections::runner::lead_as(&self.database_url, "email-sender").await;
-            let mut listener = self.listen().await;
-            let mut last_check = tokio::time::Instant::now();
-            loop {
-                match self.step().await {
-                    Ok(0) => self.idle(&mut listener).await,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "email sender cannot reach the database; retrying");
-                        tokio::time::sleep(FIRST_RETRY).await;
-                    }
-                }
-                if last_check.elapsed() >= LEADER_CHECK {
-                    last_check = tokio::time::Instant::now();
-                    if sqlx::query("SELECT 1").execute(&mut leader).await.is_err() {
-                        tracing::warn!("email sender lost its leadership connection");
-                        break;
-                    }
+            let mut leadership =
+                projections::leader::acquire_unfenced(&self.database_url, "email-sender", &terms)
+                    .await;
+            tokio::select! {
+                () = leadership.lost() => {}
+                () = self.send_while_leading() => {}
+            }
+            leadership.end(&terms).await;
+        }
+    }
+
+    async fn send_while_leading(&self) {
+        let mut listener = self.listen().await;
+        loop {
+            match self.step().await {
+                Ok(0) => self.idle(&mut listener).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "email sender cannot reach the database; retrying");
+                    tokio::time::sleep(FIRST_RETRY).await;
                 }
             }
         }

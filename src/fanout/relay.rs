@@ -13,6 +13,15 @@
 //! hole behind them. Every message therefore expects the stream's last sequence to be the one the
 //! relay knows (`Nats-Expected-Last-Sequence`): a stream that lost its tail refuses them, and the
 //! relay reconciles before anything is stored after the hole.
+//!
+//! One instance relays at a time ([`projections::leader`]), and a relay that lost its lock stops
+//! at once; its checkpoint writes carry its leadership epoch and it confirms the epoch before each
+//! batch. What a deposed relay already handed to NATS can still land, so ordering does not rest
+//! on leadership either: every (re)connect anchors on the stream itself, the last relayed message
+//! and the stream's last sequence read together, never on a checkpoint read at another moment.
+//! Each message then names the sequence its log predecessor has (or will have), so a message is
+//! stored only right behind its predecessor, whoever sent either: two relays anchored that way
+//! send the same message for the same slot, and JetStream keeps one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +30,7 @@ use std::time::Duration;
 use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, HeaderMap};
+use projections::leader::{self, Fence, TermLog};
 use projections::log::{read_after, StoredEvent};
 use projections::Position;
 use sqlx::PgPool;
@@ -44,6 +54,9 @@ pub enum RelayError {
     Nats(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// Another instance took over the relay: this one's epoch is no longer the checkpoint's.
+    #[error("another instance relays now")]
+    Fenced,
 }
 
 fn nats(err: impl std::fmt::Display) -> RelayError {
@@ -127,6 +140,7 @@ pub struct Relay {
     settings: RelaySettings,
     wake: watch::Receiver<u64>,
     gauges: Arc<Gauges>,
+    terms: Arc<TermLog>,
 }
 
 impl Relay {
@@ -135,6 +149,7 @@ impl Relay {
         database_url: String,
         settings: RelaySettings,
         wake: &watch::Sender<u64>,
+        terms: Arc<TermLog>,
     ) -> Self {
         Self {
             pool,
@@ -142,6 +157,7 @@ impl Relay {
             settings,
             wake: wake.subscribe(),
             gauges: Arc::new(Gauges::default()),
+            terms,
         }
     }
 
@@ -168,22 +184,48 @@ impl Relay {
         Ok(Position::new(tx, pos))
     }
 
-    async fn save(&self, position: Position) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE relay_checkpoints SET transaction_id = $2, position = $3, updated_at = now() WHERE stream = $1",
+    /// Stores the checkpoint if this relay still holds the epoch; `Fenced` when it does not.
+    async fn save(&self, position: Position, epoch: i64) -> Result<(), RelayError> {
+        let saved = sqlx::query(
+            "UPDATE relay_checkpoints SET transaction_id = $2, position = $3, updated_at = now()
+              WHERE stream = $1 AND leader_epoch = $4",
         )
         .bind(&self.settings.stream)
         .bind(position.transaction_id)
         .bind(position.position)
+        .bind(epoch)
         .execute(&self.pool)
-        .await?;
+        .await?
+        .rows_affected();
+        if saved == 0 {
+            return Err(RelayError::Fenced);
+        }
         self.gauges.relay_at(position);
         Ok(())
     }
 
-    /// Moves the checkpoint back to the stream's last message when the stream lost its tail;
-    /// returns the stream's last sequence, which the next publish expects.
-    async fn reconcile(&self, stream: &mut stream::Stream) -> Result<u64, RelayError> {
+    /// `Fenced` unless this relay's epoch is still the checkpoint's.
+    async fn confirm(&self, epoch: i64) -> Result<(), RelayError> {
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT leader_epoch FROM relay_checkpoints WHERE stream = $1")
+                .bind(&self.settings.stream)
+                .fetch_optional(&self.pool)
+                .await?;
+        if current != Some(epoch) {
+            return Err(RelayError::Fenced);
+        }
+        Ok(())
+    }
+
+    /// Where publishing goes on, read from the stream: the position of its last relayed event
+    /// and its last sequence, which the next message expects. The checkpoint follows: lowered
+    /// when NATS lost acknowledged messages, raised when a relay before this one published
+    /// beyond what it checkpointed.
+    async fn anchor(
+        &self,
+        stream: &mut stream::Stream,
+        epoch: i64,
+    ) -> Result<(Position, u64), RelayError> {
         let state = stream.info().await.map_err(nats)?.state.clone();
         let in_stream = last_relayed(stream, &state).await?;
         let checkpoint = self.checkpoint().await?;
@@ -194,14 +236,16 @@ impl Relay {
                 %in_stream,
                 "the stream is behind the relay's checkpoint (NATS lost acknowledged messages); publishing the tail again"
             );
-            self.save(in_stream).await?;
         }
-        Ok(state.last_sequence)
+        if in_stream != checkpoint {
+            self.save(in_stream, epoch).await?;
+        }
+        Ok((in_stream, state.last_sequence))
     }
 
     /// One connection's worth of relaying; returns on the first error. A session that got as
     /// far as relaying resets the retry backoff, so the next outage starts with a short wait.
-    async fn session(&mut self, backoff: &mut Duration) -> Result<(), RelayError> {
+    async fn session(&mut self, epoch: i64, backoff: &mut Duration) -> Result<(), RelayError> {
         let reconnects = Arc::new(AtomicU64::new(0));
         let counter = reconnects.clone();
         let options = ConnectOptions::new().event_callback(move |event| {
@@ -215,20 +259,18 @@ impl Relay {
         let client = self.settings.connect(options).await.map_err(nats)?;
         let js = jetstream::new(client);
         let mut stream = ensure_stream(&js, &self.settings).await?;
-        let mut last_sequence = self.reconcile(&mut stream).await?;
+        // Only this session moves the checkpoint while it leads, so the anchor is read once per
+        // (re)connect and then followed in memory.
+        let (mut checkpoint, mut last_sequence) = self.anchor(&mut stream, epoch).await?;
         *backoff = FIRST_BACKOFF;
         let mut seen = reconnects.load(Ordering::SeqCst);
-        // Only this session moves the checkpoint while it leads, so it is read once per
-        // (re)connect and then followed in memory.
-        let mut checkpoint = self.checkpoint().await?;
         let mut read_ahead: Vec<StoredEvent> = Vec::new();
-        tracing::info!(stream = %self.settings.stream, "relaying the log to NATS");
+        tracing::info!(stream = %self.settings.stream, epoch, "relaying the log to NATS");
         loop {
             let now = reconnects.load(Ordering::SeqCst);
             if now != seen {
                 seen = now;
-                last_sequence = self.reconcile(&mut stream).await?;
-                checkpoint = self.checkpoint().await?;
+                (checkpoint, last_sequence) = self.anchor(&mut stream, epoch).await?;
                 read_ahead.clear();
             }
             self.wake.borrow_and_update();
@@ -243,6 +285,7 @@ impl Relay {
                 let _ = tokio::time::timeout(IDLE_POLL, self.wake.changed()).await;
                 continue;
             };
+            self.confirm(epoch).await?;
             // The next batch is read while JetStream acknowledges this one, so NATS never waits
             // on Postgres between batches.
             let (batch, next) = tokio::join!(
@@ -250,7 +293,7 @@ impl Relay {
                 read_after(&self.pool, last, BATCH)
             );
             if let Some(through) = batch.through {
-                self.save(through).await?;
+                self.save(through, epoch).await?;
                 checkpoint = through;
                 metrics::counter!("chronicle_relay_published_total").increment(batch.count as u64);
             }
@@ -265,32 +308,72 @@ impl Relay {
         }
     }
 
-    /// Leads (one relay per stream across instances) and relays until the task is dropped.
+    /// Leads (one relay per stream across instances) and relays until the task is dropped;
+    /// stops at once when its leadership is lost or fenced, to stand by for the next term.
     pub async fn run(mut self) {
+        let role = format!("relay:{}", self.settings.stream);
+        let fence = Fence::relay(&self.settings.stream);
         loop {
-            let mut leader = projections::runner::lead_as(
-                &self.database_url,
-                &format!("relay:{}", self.settings.stream),
-            )
-            .await;
-            // The checkpoint row exists before NATS is reached, so lag shows while it is down.
+            // The checkpoint row holds the epoch; it exists before NATS is reached, so lag
+            // shows while NATS is down.
             if let Err(e) = self.checkpoint().await {
-                tracing::warn!(error = %e, "cannot read the relay checkpoint");
+                tracing::warn!(error = %e, "cannot read the relay checkpoint; retrying");
+                tokio::time::sleep(MAX_BACKOFF).await;
+                continue;
             }
-            let mut backoff = FIRST_BACKOFF;
-            loop {
-                if let Err(e) = self.session(&mut backoff).await {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "relay interrupted");
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                if sqlx::query("SELECT 1").execute(&mut leader).await.is_err() {
-                    tracing::warn!("relay lost its leadership connection");
-                    break;
+            let mut leadership =
+                leader::acquire(&self.database_url, &role, &fence, &self.terms).await;
+            let epoch = leadership.epoch();
+            tokio::select! {
+                () = leadership.lost() => {}
+                () = self.lead(epoch) => {
+                    tracing::warn!(stream = %self.settings.stream, "another instance took over the relay; standing by");
                 }
             }
+            leadership.end(&self.terms).await;
         }
     }
+
+    /// Relays while this instance leads; returns only when fenced off.
+    async fn lead(&mut self, epoch: i64) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.session(epoch, &mut backoff).await {
+                Err(RelayError::Fenced) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "relay interrupted")
+                }
+                Ok(()) => {}
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// The relay's checkpoint and leader, as operators see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RelayStatus {
+    pub stream: String,
+    pub position: String,
+    pub leader_epoch: i64,
+    pub leader_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn status(pool: &PgPool, stream: &str) -> Result<RelayStatus, sqlx::Error> {
+    let row: Option<(i64, i64, i64, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+        "SELECT transaction_id, position, leader_epoch, leader_since FROM relay_checkpoints WHERE stream = $1",
+    )
+    .bind(stream)
+    .fetch_optional(pool)
+    .await?;
+    let (tx, pos, leader_epoch, leader_since) = row.unwrap_or((0, 0, 0, None));
+    Ok(RelayStatus {
+        stream: stream.to_owned(),
+        position: Position::new(tx, pos).to_string(),
+        leader_epoch,
+        leader_since,
+    })
 }
 
 /// What a pipelined batch achieved: everything up to `through` is in the stream, in order.

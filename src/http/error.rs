@@ -65,6 +65,10 @@ pub enum ApiError {
         detail: &'static str,
         retry_after_secs: Option<u64>,
     },
+    /// The database failed while the command's write was in flight and did not come back in
+    /// time to tell whether it was applied.
+    #[error("the command's outcome is unknown")]
+    CommitUnknown,
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
     #[error("rate limited")]
@@ -163,6 +167,11 @@ pub fn is_database_unavailable(err: &(dyn std::error::Error + 'static)) -> bool 
     }
     false
 }
+
+/// Marks an answer whose command may have been applied: its idempotency record is kept, so a
+/// retry with the same key cannot apply it a second time.
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeUnknown;
 
 /// The fields of a problem document that the error decides; the middleware adds `instance` and
 /// `trace_id` and writes the body.
@@ -319,6 +328,14 @@ impl ApiError {
                 "Service unavailable",
                 *detail,
             ),
+            ApiError::CommitUnknown => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "Service unavailable",
+                "the database became unreachable while this command was being committed, so it \
+                 may or may not have been applied; check the resource before sending it again \
+                 (a retry with the same Idempotency-Key is refused, not applied twice)",
+            ),
             ApiError::IdempotencyKeyReused => Problem {
                 errors: vec![FieldError::new(
                     "Idempotency-Key",
@@ -358,6 +375,7 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable { detail, .. } => {
                 tracing::warn!(detail, "dependency unavailable")
             }
+            ApiError::CommitUnknown => tracing::warn!("a command's commit outcome is unknown"),
             _ => tracing::debug!(error = %self, "request refused"),
         }
         let problem = self.problem();
@@ -375,6 +393,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::ProjectionLagging => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            }
+            ApiError::CommitUnknown => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+                response.extensions_mut().insert(OutcomeUnknown);
             }
             ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

@@ -1,7 +1,9 @@
 //! `Idempotency-Key` on POSTs: the first completed answer is kept 24 hours per principal and
 //! key and replayed to retries (`Idempotent-Replayed: true`), so a retried command appends
 //! nothing. The same key with another request is 422; while the first is still running, 409.
-//! 5xx answers are not kept, so the client may retry them.
+//! 5xx answers are not kept, so the client may retry them, except a command whose commit
+//! outcome is unknown (the database failed under its write and did not come back in time to
+//! tell): its record stays claimed, so a retry cannot apply it twice.
 //!
 //! The record is claimed before the request runs (one insert wins a race), and the request and
 //! the storing of its answer run in a spawned task: a client that hangs up cannot leave a
@@ -24,7 +26,7 @@ use sqlx::PgPool;
 
 use crate::auth::secrets::{OpenError, SecretBox};
 use crate::http::authenticate::Authenticated;
-use crate::http::error::{ApiError, FieldError};
+use crate::http::error::{ApiError, FieldError, OutcomeUnknown};
 use crate::http::extract::principal_from;
 use crate::http::rate_limit::client_ip_of;
 use crate::state::AppState;
@@ -126,6 +128,15 @@ async fn claim(
         // Released (a 5xx) between our insert and this read: let the client retry.
         None => Err(in_use()),
         Some(stored) if stored.fingerprint != print => Err(ApiError::IdempotencyKeyReused),
+        Some(stored) if stored.state == "running" && stored.status.is_some() => {
+            Err(ApiError::Conflict {
+                code: "IDEMPOTENCY_KEY_IN_USE",
+                detail: "the first request with this idempotency key may or may not have been \
+                         applied (the database failed during its commit); check the resource \
+                         rather than retrying it"
+                    .into(),
+            })
+        }
         Some(stored) if stored.state == "running" => Err(in_use()),
         Some(stored) => {
             let body = match stored.body {
@@ -206,7 +217,15 @@ async fn finish(
         Ok(bytes) => bytes,
         Err(_) => Bytes::new(),
     };
-    let outcome = if parts.status.is_server_error() {
+    let outcome = if parts.extensions.get::<OutcomeUnknown>().is_some() {
+        // Kept claimed, marked by its status, so a retry is refused rather than run again.
+        sqlx::query("UPDATE idempotency_keys SET status = $3 WHERE principal = $1 AND key = $2")
+            .bind(principal)
+            .bind(key)
+            .bind(i32::from(parts.status.as_u16()))
+            .execute(pool)
+            .await
+    } else if parts.status.is_server_error() {
         sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2")
             .bind(principal)
             .bind(key)

@@ -133,6 +133,18 @@ async fn with_the_leader_killed_the_other_instance_keeps_projecting_and_relaying
         .fetch_one(&app.state.pool)
         .await
         .unwrap();
+    let (_, admin) = app.admin().await;
+    let reported: Value = client
+        .get(format!(
+            "http://127.0.0.1:{second_port}/api/v1/admin/projections"
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     second.kill().unwrap();
     second.wait().unwrap();
 
@@ -154,6 +166,29 @@ async fn with_the_leader_killed_the_other_instance_keeps_projecting_and_relaying
         "the survivor took over: {after:?}"
     );
     assert_eq!(users, 40, "the survivor projected everything");
+    let leading: Vec<&str> = reported["leadership"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["until"].is_null())
+        .map(|t| t["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        leading.len(),
+        4,
+        "the survivor reports leading every role: {reported}"
+    );
+    let epochs: Vec<i64> = reported["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&reported["relay"]])
+        .map(|r| r["leader_epoch"].as_i64().unwrap())
+        .collect();
+    assert!(
+        epochs.iter().all(|e| *e >= 2),
+        "each takeover began a new epoch: {epochs:?}"
+    );
     let ids: Vec<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,

@@ -20,6 +20,8 @@ pub struct Outcome {
     pub status: Option<u16>,
     pub content_type: String,
     pub code: Option<String>,
+    pub retry_after: Option<String>,
+    pub detail: Option<String>,
     /// The created post when the answer was a 2xx.
     pub post_id: Option<String>,
     pub error: Option<String>,
@@ -133,24 +135,32 @@ async fn command(
         status: None,
         content_type: String::new(),
         code: None,
+        retry_after: None,
+        detail: None,
         post_id: None,
         error: None,
     };
     match result {
         Ok(response) => {
             outcome.status = Some(response.status().as_u16());
-            outcome.content_type = response
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            outcome.content_type = header("content-type").unwrap_or_default();
+            outcome.retry_after = header("retry-after");
             let success = response.status().is_success();
             match response.json::<Value>().await {
                 Ok(body) if success => {
                     outcome.post_id = body["data"]["id"].as_str().map(str::to_owned);
                 }
-                Ok(body) => outcome.code = body["code"].as_str().map(str::to_owned),
+                Ok(body) => {
+                    outcome.code = body["code"].as_str().map(str::to_owned);
+                    outcome.detail = body["detail"].as_str().map(str::to_owned);
+                }
                 Err(e) => outcome.error = Some(e.to_string()),
             }
         }

@@ -8,11 +8,15 @@
 mod helpers;
 
 mod checks;
+mod cluster;
 mod concurrency;
 mod fuzz;
 mod kill;
+mod leadership;
 mod load;
 mod nats;
 mod postgres;
+mod rebuild;
+mod restart;
 mod support;
 mod webhooks;

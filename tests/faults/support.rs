@@ -67,15 +67,27 @@ impl Chronicle {
     /// A process on `app`'s database, stream and subjects (`app` runs no workers of its own).
     pub async fn start(app: &TestApp) -> Self {
         let config = &app.state.config;
+        Self::start_on(
+            &config.database_url,
+            &config.nats_url,
+            &config.nats_stream,
+            &config.nats_subject_prefix,
+        )
+        .await
+    }
+
+    /// A process on a database, NATS server, stream and subjects of the test's choosing.
+    pub async fn start_on(database_url: &str, nats_url: &str, stream: &str, prefix: &str) -> Self {
         let env = [
-            ("DATABASE_URL", config.database_url.as_str()),
-            ("NATS_URL", config.nats_url.as_str()),
-            ("NATS_STREAM", config.nats_stream.as_str()),
-            ("NATS_SUBJECT_PREFIX", config.nats_subject_prefix.as_str()),
+            ("DATABASE_URL", database_url),
+            ("NATS_URL", nats_url),
+            ("NATS_STREAM", stream),
+            ("NATS_SUBJECT_PREFIX", prefix),
             ("CHRONICLE_ENV", "test"),
             ("JWT_SECRET", JWT_SECRET),
             ("RATE_LIMIT_PER_MINUTE", "1000000"),
             ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000"),
+            ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
             ("RUST_LOG", "warn"),
         ]
         .into_iter()

@@ -2,6 +2,10 @@
 //! one's lease expires), signed, posted with a 15 s timeout, and rescheduled on failure along
 //! `WEBHOOK_RETRY_SCHEDULE`. Everything about a delivery lives in its row, so a restart in the
 //! middle of a schedule loses nothing.
+//!
+//! Endpoints are isolated: each has at most `WEBHOOK_MAX_IN_FLIGHT` deliveries in flight, only
+//! what can be sent at once is leased, and nothing waits for another endpoint's sends to end, so
+//! a slow or failing endpoint delays only itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +14,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::auth::secrets::SecretBox;
@@ -21,7 +25,10 @@ use crate::fanout::webhooks::targets;
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 /// A leased delivery becomes due again after this, should its instance die mid-send.
 const LEASE_SECS: i64 = 60;
-const BATCH: i64 = 50;
+/// Due rows looked at per lease, past the endpoints that are full.
+const BATCH: i64 = 200;
+/// Deliveries in flight on this instance, over all endpoints.
+const MAX_IN_FLIGHT: usize = 256;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
 pub struct Sender {
@@ -35,6 +42,8 @@ pub struct Sender {
     /// Opens the endpoints' sealed signing secrets.
     secrets: Arc<SecretBox>,
     pub wake: Arc<Notify>,
+    /// Deliveries being sent, per endpoint.
+    in_flight: std::sync::Mutex<HashMap<Uuid, usize>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -76,19 +85,74 @@ impl Sender {
             per_endpoint: per_endpoint.max(1),
             secrets,
             wake: Arc::new(Notify::new()),
+            in_flight: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    async fn lease(&self) -> Result<Vec<Due>, sqlx::Error> {
+    fn busy(&self) -> HashMap<Uuid, usize> {
+        self.in_flight.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn started(&self, endpoint: Uuid) {
+        if let Ok(mut m) = self.in_flight.lock() {
+            *m.entry(endpoint).or_default() += 1;
+        }
+    }
+
+    fn ended(&self, endpoint: Uuid) {
+        if let Ok(mut m) = self.in_flight.lock() {
+            if let Some(n) = m.get_mut(&endpoint) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&endpoint);
+                }
+            }
+        }
+    }
+
+    /// Leases due deliveries that can be sent now: up to the free slots of each endpoint, at
+    /// most `room` in all, oldest first. A lease is only taken for a send that starts at once, so
+    /// a queue behind a slow endpoint waits unleased (and is free for other instances).
+    async fn lease(
+        &self,
+        busy: &HashMap<Uuid, usize>,
+        room: usize,
+    ) -> Result<Vec<Due>, sqlx::Error> {
+        let full: Vec<Uuid> = busy
+            .iter()
+            .filter(|(_, n)| **n >= self.per_endpoint)
+            .map(|(id, _)| *id)
+            .collect();
+        let (busy_ids, busy_counts): (Vec<Uuid>, Vec<i32>) = busy
+            .iter()
+            .map(|(id, n)| (*id, i32::try_from(*n).unwrap_or(i32::MAX)))
+            .unzip();
         sqlx::query_as(
-            "UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $2)
-              WHERE id IN (SELECT id FROM webhook_deliveries
-                            WHERE status = 'pending' AND next_attempt_at <= now()
-                            ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-              RETURNING id, endpoint_id, event_id, payload, attempts",
+            "WITH due AS (
+                 SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries
+                  WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL($3)
+                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+             ranked AS (
+                 SELECT id, endpoint_id, next_attempt_at,
+                        row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS rank
+                   FROM due),
+             chosen AS (
+                 SELECT r.id FROM ranked r
+                   LEFT JOIN unnest($5::uuid[], $6::int[]) AS b(endpoint_id, sending)
+                          ON b.endpoint_id = r.endpoint_id
+                  WHERE r.rank <= $4 - coalesce(b.sending, 0)
+                  ORDER BY r.next_attempt_at LIMIT $7)
+             UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
+               FROM chosen WHERE d.id = chosen.id
+             RETURNING d.id, d.endpoint_id, d.event_id, d.payload, d.attempts",
         )
         .bind(BATCH)
         .bind(LEASE_SECS as f64)
+        .bind(&full)
+        .bind(i64::try_from(self.per_endpoint).unwrap_or(i64::MAX))
+        .bind(&busy_ids)
+        .bind(&busy_counts)
+        .bind(i64::try_from(room).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
     }
@@ -223,33 +287,30 @@ impl Sender {
         Ok(())
     }
 
-    /// Sends one leased batch, at most `per_endpoint` at a time for each endpoint; returns how
-    /// many deliveries it handled.
-    pub async fn step(self: &Arc<Self>) -> Result<usize, sqlx::Error> {
-        let due = self.lease().await?;
+    /// Leases what can be sent now and starts sending it, each delivery on its own; returns
+    /// how many it started. A finished send wakes the loop, so its endpoint's next delivery
+    /// goes out at once.
+    pub async fn dispatch(self: &Arc<Self>) -> Result<usize, sqlx::Error> {
+        let busy = self.busy();
+        let room = MAX_IN_FLIGHT.saturating_sub(busy.values().sum());
+        if room == 0 {
+            return Ok(0);
+        }
+        let due = self.lease(&busy, room).await?;
         let count = due.len();
         let mut endpoints: HashMap<Uuid, Option<Endpoint>> = HashMap::new();
-        for delivery in &due {
-            if let std::collections::hash_map::Entry::Vacant(slot) =
-                endpoints.entry(delivery.endpoint_id)
-            {
-                slot.insert(store::find(&self.pool, delivery.endpoint_id).await?);
-            }
-        }
-        let limits: HashMap<Uuid, Arc<Semaphore>> = endpoints
-            .keys()
-            .map(|id| (*id, Arc::new(Semaphore::new(self.per_endpoint))))
-            .collect();
-        let mut tasks = Vec::with_capacity(count);
         for delivery in due {
+            let endpoint = match endpoints.get(&delivery.endpoint_id) {
+                Some(found) => found.clone(),
+                None => {
+                    let found = store::find(&self.pool, delivery.endpoint_id).await?;
+                    endpoints.insert(delivery.endpoint_id, found.clone());
+                    found
+                }
+            };
+            self.started(delivery.endpoint_id);
             let sender = Arc::clone(self);
-            let endpoint = endpoints.get(&delivery.endpoint_id).cloned().flatten();
-            let limit = limits.get(&delivery.endpoint_id).cloned();
-            tasks.push(tokio::spawn(async move {
-                let _permit = match &limit {
-                    Some(limit) => limit.acquire().await.ok(),
-                    None => None,
-                };
+            tokio::spawn(async move {
                 let outcome = match &endpoint {
                     Some(endpoint) if endpoint.enabled => sender.send(endpoint, &delivery).await,
                     _ => Outcome::Failed {
@@ -257,20 +318,20 @@ impl Sender {
                         error: "the endpoint is disabled".into(),
                     },
                 };
-                sender.record(&delivery, outcome).await
-            }));
-        }
-        for task in tasks {
-            if let Ok(Err(e)) = task.await {
-                tracing::warn!(error = %e, "could not record a webhook delivery");
-            }
+                if let Err(e) = sender.record(&delivery, outcome).await {
+                    // The lease runs out and the delivery is sent again.
+                    tracing::warn!(error = %e, "could not record a webhook delivery");
+                }
+                sender.ended(delivery.endpoint_id);
+                sender.wake.notify_one();
+            });
         }
         Ok(count)
     }
 
     pub async fn run(self: Arc<Self>) {
         loop {
-            match self.step().await {
+            match self.dispatch().await {
                 Ok(0) => {
                     let _ = tokio::time::timeout(IDLE_POLL, self.wake.notified()).await;
                 }

@@ -31,14 +31,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Every projector: its position and the log's head (tokens), lag in events, status
 /// (`running`, `rebuilding`, `failed`, `stopped`), last error and when it last moved; `rebuild`
 /// (`{applied, total, started_at}`) while one runs and `last_rebuild` (`{finished_at, applied}`)
-/// once one has finished.
+/// once one has finished; `leader_epoch` and `leader_since` of its current leader. `relay` is the
+/// NATS relay's checkpoint and leader; `leadership` the terms the answering instance led
+/// (`{role, epoch, since, until}`, `until` null while it leads).
 #[utoipa::path(
     get,
     path = "/api/v1/admin/projections",
     tag = "admin",
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "`{data: [{name, position, head_position, lag, status, last_error, updated_at, rebuild, last_rebuild}]}`"),
+        (status = 200, description = "`{data: [{name, position, head_position, lag, status, last_error, updated_at, rebuild, last_rebuild, leader_epoch, leader_since}], relay: {stream, position, leader_epoch, leader_since}, leadership: [{role, epoch, since, until}]}`"),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
     )
@@ -50,11 +52,21 @@ async fn list_projections(
     let statuses = projections::runner::statuses(&state.pool)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "data": statuses })).into_response())
+    let relay = crate::fanout::relay::status(&state.pool, &state.config.nats_stream)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "data": statuses,
+        "relay": relay,
+        "leadership": state.leader_terms.terms(),
+    }))
+    .into_response())
 }
 
 /// Rebuild a projector without downtime (shadow tables, then a swap); 202 at once, progress in
-/// `GET /admin/projections`. A rebuild already running is a 409.
+/// `GET /admin/projections`. The request is durable: the projector's leading instance carries it
+/// out, and another resumes it if that instance dies. A rebuild already requested or running is
+/// a 409.
 #[utoipa::path(
     post,
     path = "/api/v1/admin/projections/{name}/rebuild",
@@ -62,11 +74,11 @@ async fn list_projections(
     params(("name" = String, Path, description = "The projector: users, posts or sessions.")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 202, description = "Started"),
+        (status = 202, description = "Accepted: the leading instance carries it out"),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
-        (status = 409, description = "CONFLICT: a rebuild of this projector is already running"),
+        (status = 409, description = "CONFLICT: a rebuild of this projector is already requested or running"),
     )
 )]
 async fn rebuild_projection(
@@ -74,35 +86,20 @@ async fn rebuild_projection(
     AdminUser(_): AdminUser,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !projections::all_projectors()
-        .iter()
-        .any(|p| p.name() == name)
-    {
-        return Err(ApiError::NotFound);
-    }
-    let running: bool =
-        sqlx::query_scalar("SELECT NOT pg_try_advisory_lock($1) OR NOT pg_advisory_unlock($1)")
-            .bind(projections::runner::advisory_key(&format!(
-                "rebuild:{name}"
-            )))
-            .fetch_one(&state.pool)
-            .await
-            .map_err(ApiError::internal)?;
-    if running {
-        return Err(ApiError::Conflict {
-            code: "CONFLICT",
-            detail: format!("a rebuild of {name} is already running"),
-        });
-    }
-    let (pool, url) = (state.pool.clone(), state.config.database_url.clone());
-    tokio::spawn(async move {
-        match projections::rebuild::rebuild(&pool, &url, &name, 1000, |_| {}).await {
-            Ok(done) => {
-                tracing::info!(projector = %name, applied = done.applied, "rebuild finished")
-            }
-            Err(e) => tracing::error!(projector = %name, error = %e, "rebuild failed"),
+    // A durable request: whichever instance leads the projector carries it out, and its
+    // successor resumes it should that instance die.
+    match projections::rebuild::request(&state.pool, &name).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(ApiError::Conflict {
+                code: "CONFLICT",
+                detail: format!("a rebuild of {name} is already requested or running"),
+            })
         }
-    });
+        Err(projections::rebuild::RebuildError::Unknown(_)) => return Err(ApiError::NotFound),
+        Err(projections::rebuild::RebuildError::Database(e)) => return Err(ApiError::internal(e)),
+        Err(e) => return Err(ApiError::internal(e)),
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "data": { "status": "accepted" } })),
