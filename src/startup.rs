@@ -247,7 +247,8 @@ fn start_email(state: &AppState) -> Vec<JoinHandle<()>> {
         )),
         state.progress.clone(),
         &state.log_wake,
-    );
+    )
+    .with_terms(state.leader_terms.clone());
     let mut tasks = vec![tokio::spawn(outbox.run())];
     match crate::email::mailer::Mailer::from_config(&state.config) {
         Ok(Some(mailer)) => {

@@ -56,6 +56,12 @@ async fn ready(client: &reqwest::Client, port: u16) {
 }
 
 /// Which application holds each leader lock.
+/// Roles with one leader each: the users, posts, sessions and email-outbox projectors and the
+/// relay (no SMTP is configured here, so no email sender runs).
+const LEADER_LOCKS: usize = 5;
+/// Every one of them reports its terms in `/admin/projections`.
+const FENCED_ROLES: usize = LEADER_LOCKS;
+
 async fn leaders(app: &TestApp) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -86,7 +92,7 @@ async fn with_the_leader_killed_the_other_instance_keeps_projecting_and_relaying
     let (mut second, second_port) = serve(&app, "second");
     ready(&client, second_port).await;
     let deadline = Instant::now() + Duration::from_secs(15);
-    while leaders(&app).await.len() < 4 && Instant::now() < deadline {
+    while leaders(&app).await.len() < LEADER_LOCKS && Instant::now() < deadline {
         crate::helpers::poll_pause().await;
     }
     let before = leaders(&app).await;
@@ -111,7 +117,9 @@ async fn with_the_leader_killed_the_other_instance_keeps_projecting_and_relaying
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut after = leaders(&app).await;
-    while !(after.len() == 4 && after.iter().all(|a| a == "second")) && Instant::now() < deadline {
+    while !(after.len() == LEADER_LOCKS && after.iter().all(|a| a == "second"))
+        && Instant::now() < deadline
+    {
         crate::helpers::poll_pause().await;
         after = leaders(&app).await;
     }
@@ -150,8 +158,8 @@ async fn with_the_leader_killed_the_other_instance_keeps_projecting_and_relaying
 
     assert_eq!(
         before.len(),
-        4,
-        "one leader per projector and the relay: {before:?}"
+        LEADER_LOCKS,
+        "one leader per role: {before:?}"
     );
     assert!(
         before.iter().all(|a| a == "first"),
@@ -162,7 +170,7 @@ async fn with_the_leader_killed_the_other_instance_keeps_projecting_and_relaying
         "the API kept working: {statuses:?}"
     );
     assert!(
-        after.iter().all(|a| a == "second") && after.len() == 4,
+        after.iter().all(|a| a == "second") && after.len() == LEADER_LOCKS,
         "the survivor took over: {after:?}"
     );
     assert_eq!(users, 40, "the survivor projected everything");
@@ -175,7 +183,7 @@ async fn with_the_leader_killed_the_other_instance_keeps_projecting_and_relaying
         .collect();
     assert_eq!(
         leading.len(),
-        4,
+        FENCED_ROLES,
         "the survivor reports leading every role: {reported}"
     );
     let epochs: Vec<i64> = reported["data"]
