@@ -68,6 +68,9 @@ async fn the_welcome_link_verifies_once_and_its_token_is_in_no_history_event_str
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests' threads have no subscriber; a callsite they reached first may be cached as
+    // uninteresting, which would hide its lines from this thread's subscriber too.
+    tracing::callsite::rebuild_interest_cache();
     let sink = SmtpSink::start(&[]);
     let app = app_with(&sink).await;
     let (_, admin) = app.admin().await;
