@@ -14,7 +14,11 @@ use crate::cluster::{admin_token, PgServer};
 use crate::load::{acked_ids, sign_up, Load};
 use crate::support::{eventually, Chronicle, Nats};
 
-/// The leaders' epochs, per role (three projectors and the relay).
+/// Roles with a fenced leader: the users, posts and sessions projectors, the email outbox
+/// writer and the relay.
+const ROLES: usize = 5;
+
+/// The leaders' epochs, per role.
 async fn epochs(pool: &PgPool) -> HashMap<String, i64> {
     sqlx::query_as(
         "SELECT 'projector:' || name, leader_epoch FROM projection_checkpoints
@@ -109,11 +113,11 @@ async fn leaders_whose_lock_backends_are_terminated_under_load_stop_before_other
             load.wait_for_acked(load.acked(), 10, Duration::from_secs(20))
                 .await;
         }
-        let before = eventually(Duration::from_secs(20), "four roles led", || {
+        let before = eventually(Duration::from_secs(20), "every role led", || {
             let pool = &pool;
             async move {
                 let epochs = epochs(pool).await;
-                (epochs.len() == 4 && epochs.values().all(|e| *e > 0)).then_some(epochs)
+                (epochs.len() == ROLES && epochs.values().all(|e| *e > 0)).then_some(epochs)
             }
         })
         .await;
