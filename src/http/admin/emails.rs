@@ -22,6 +22,7 @@ pub struct EmailParams {
     /// `pending`, `sent` or `failed`.
     status: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
