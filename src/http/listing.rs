@@ -70,6 +70,56 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
+/// The query of an operator's log list (webhook deliveries, the email outbox): an optional
+/// `status` among `statuses`, and `limit` from 1 to 100 (default 50); anything else is 400.
+pub struct StatusList {
+    pub status: Option<String>,
+    pub limit: i64,
+}
+
+impl StatusList {
+    pub fn parse(params: &QueryParams, statuses: &[&str]) -> Result<Self, ApiError> {
+        let mut list = StatusList {
+            status: None,
+            limit: 50,
+        };
+        for (name, value) in &params.0 {
+            match name.as_str() {
+                "status" if statuses.contains(&value.as_str()) => list.status = Some(value.clone()),
+                "status" => {
+                    let allowed = match statuses.split_last() {
+                        Some((last, [])) => (*last).to_owned(),
+                        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                        None => String::new(),
+                    };
+                    return Err(bad_parameter(
+                        "status",
+                        "ENUM",
+                        &format!("must be {allowed}"),
+                    ));
+                }
+                "limit" => {
+                    list.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            bad_parameter("limit", "RANGE", "must be an integer from 1 to 100")
+                        })?;
+                }
+                other => {
+                    return Err(bad_parameter(
+                        other,
+                        "UNKNOWN_PARAMETER",
+                        "is not a parameter of this list",
+                    ))
+                }
+            }
+        }
+        Ok(list)
+    }
+}
+
 /// What a resource allows in a list request.
 pub struct ListSpec {
     /// Binds cursors to the list that issued them.
@@ -449,6 +499,47 @@ mod tests {
     use projections::listing::SqlType;
 
     const ID: &str = "0190b3c2-7a4e-7c3d-8e2f-1a2b3c4d5e6f";
+
+    fn params(pairs: &[(&str, &str)]) -> QueryParams {
+        QueryParams(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    fn refused_field(result: Result<StatusList, ApiError>) -> String {
+        match result {
+            Err(ApiError::Malformed { errors, .. }) => errors[0].field.clone(),
+            Err(other) => panic!("expected a 400, got {other:?}"),
+            Ok(_) => panic!("expected a 400"),
+        }
+    }
+
+    #[test]
+    fn a_status_list_takes_a_known_status_and_a_bounded_limit_and_refuses_the_rest() {
+        let statuses = ["pending", "sent", "failed"];
+
+        let list =
+            StatusList::parse(&params(&[("status", "sent"), ("limit", "7")]), &statuses).unwrap();
+        let default = StatusList::parse(&params(&[]), &statuses).unwrap();
+
+        assert_eq!((list.status.as_deref(), list.limit), (Some("sent"), 7));
+        assert_eq!((default.status, default.limit), (None, 50));
+        for (bad, field) in [
+            (("status", "succeeded"), "status"),
+            (("limit", "0"), "limit"),
+            (("limit", "101"), "limit"),
+            (("limit", "ten"), "limit"),
+            (("sort", "-id"), "sort"),
+        ] {
+            assert_eq!(
+                refused_field(StatusList::parse(&params(&[bad]), &statuses)),
+                field
+            );
+        }
+    }
 
     fn by_created() -> Vec<Sort> {
         vec![Sort {

@@ -18,7 +18,7 @@ use crate::fanout::webhooks::store::{self, Changes, Endpoint};
 use crate::fanout::webhooks::targets::{self, TargetError};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{AdminUser, PathId, ValidatedJson};
-use crate::http::listing::{bad_parameter, QueryParams};
+use crate::http::listing::{QueryParams, StatusList};
 use crate::http::openapi::schemas::{
     BadRequest, Data, Forbidden, IdPath, Items, NotFound, PayloadTooLarge, Unauthorized,
     UnsupportedMediaType, ValidationFailed,
@@ -535,38 +535,8 @@ async fn list_deliveries(
     params: QueryParams,
 ) -> Result<Response, ApiError> {
     found(&state, id).await?;
-    let mut status = None;
-    let mut limit = 50;
-    for (name, value) in &params.0 {
-        match name.as_str() {
-            "status" if ["pending", "succeeded", "failed"].contains(&value.as_str()) => {
-                status = Some(value.clone())
-            }
-            "status" => {
-                return Err(bad_parameter(
-                    "status",
-                    "ENUM",
-                    "must be pending, succeeded or failed",
-                ))
-            }
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| {
-                        bad_parameter("limit", "RANGE", "must be an integer from 1 to 100")
-                    })?;
-            }
-            other => {
-                return Err(bad_parameter(
-                    other,
-                    "UNKNOWN_PARAMETER",
-                    "is not a parameter of this list",
-                ))
-            }
-        }
-    }
+    let StatusList { status, limit } =
+        StatusList::parse(&params, &["pending", "succeeded", "failed"])?;
     let deliveries = store::deliveries(&state.pool, id, status.as_deref(), limit)
         .await
         .map_err(ApiError::internal)?;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::email::store::{self, EmailView, RetryOutcome};
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, PathId};
-use crate::http::listing::{bad_parameter, QueryParams};
+use crate::http::listing::{QueryParams, StatusList};
 use crate::http::openapi::schemas::{BadRequest, Forbidden, IdPath, Items, NotFound, Unauthorized};
 use crate::state::AppState;
 
@@ -45,38 +45,7 @@ pub(super) async fn list_emails(
     AdminUser(_): AdminUser,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    let mut status = None;
-    let mut limit = 50;
-    for (name, value) in &params.0 {
-        match name.as_str() {
-            "status" if ["pending", "sent", "failed"].contains(&value.as_str()) => {
-                status = Some(value.clone())
-            }
-            "status" => {
-                return Err(bad_parameter(
-                    "status",
-                    "ENUM",
-                    "must be pending, sent or failed",
-                ))
-            }
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| {
-                        bad_parameter("limit", "RANGE", "must be an integer from 1 to 100")
-                    })?;
-            }
-            other => {
-                return Err(bad_parameter(
-                    other,
-                    "UNKNOWN_PARAMETER",
-                    "is not a parameter of this list",
-                ))
-            }
-        }
-    }
+    let StatusList { status, limit } = StatusList::parse(&params, &["pending", "sent", "failed"])?;
     let emails = store::list(&state.pool, limit, status.as_deref())
         .await
         .map_err(ApiError::internal)?;
