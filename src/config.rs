@@ -27,6 +27,9 @@ pub struct Config {
     pub jwt_secret: Vec<u8>,
     /// Seals secrets kept at rest; `SECRETS_KEY`, or derived from `JWT_SECRET` when unset.
     pub secrets_key: Vec<u8>,
+    /// The key secrets were sealed under before `SECRETS_KEY` changed; at start they are
+    /// opened with it and sealed again under the current key.
+    pub secrets_key_previous: Option<Vec<u8>>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub cors_allowed_origins: Vec<String>,
@@ -176,6 +179,17 @@ impl Config {
         if let Some(path) = &nats_creds_file {
             check_creds_file(path)?;
         }
+        let secrets_key_previous = match var("SECRETS_KEY_PREVIOUS") {
+            Some(key) if key.len() >= 32 => Some(key.into_bytes()),
+            Some(key) => {
+                return Err(invalid(
+                    "SECRETS_KEY_PREVIOUS",
+                    &format!("<{} bytes>", key.len()),
+                    "must be at least 32 bytes, like SECRETS_KEY",
+                ))
+            }
+            None => None,
+        };
         let email = email_settings(&var, &secrets_key)?;
         Ok(Self {
             database_url: var("DATABASE_URL")
@@ -186,6 +200,7 @@ impl Config {
             environment,
             jwt_secret,
             secrets_key,
+            secrets_key_previous,
             jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "chronicle".into()),
             jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "chronicle-api".into()),
             cors_allowed_origins: list(var("CORS_ALLOWED_ORIGINS")),

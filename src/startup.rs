@@ -147,8 +147,17 @@ pub async fn run_workers(config: Config, migrate: bool) -> anyhow::Result<()> {
 /// Seals webhook secrets left in plaintext by an older version and checks that `SECRETS_KEY`
 /// opens the sealed ones; a wrong key fails the start with what to do about it.
 async fn seal_secrets(state: &AppState) -> anyhow::Result<()> {
-    let sealed =
-        crate::fanout::webhooks::store::seal_plaintext_secrets(&state.pool, &state.secrets).await?;
+    let previous = state
+        .config
+        .secrets_key_previous
+        .as_deref()
+        .map(crate::auth::secrets::SecretBox::new);
+    let sealed = crate::fanout::webhooks::store::seal_secrets(
+        &state.pool,
+        &state.secrets,
+        previous.as_ref(),
+    )
+    .await?;
     if sealed > 0 {
         tracing::info!(endpoints = sealed, "sealed plaintext webhook secrets");
     }

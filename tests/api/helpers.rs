@@ -417,17 +417,21 @@ impl TestApp {
 
     /// A second server on this app's database, as another instance would run.
     pub async fn another_instance(&self) -> TestApp {
-        let config = test_config(
-            &self.state.config.database_url,
-            &[
-                ("NATS_STREAM", self.state.config.nats_stream.as_str()),
-                (
-                    "NATS_SUBJECT_PREFIX",
-                    self.state.config.nats_subject_prefix.as_str(),
-                ),
-                ("NATS_URL", self.state.config.nats_url.as_str()),
-            ],
-        );
+        self.another_instance_with(&[]).await
+    }
+
+    /// A second instance on this one's database and stream, with settings of its own.
+    pub async fn another_instance_with(&self, extra: &[(&str, &str)]) -> TestApp {
+        let mut settings = vec![
+            ("NATS_STREAM", self.state.config.nats_stream.as_str()),
+            (
+                "NATS_SUBJECT_PREFIX",
+                self.state.config.nats_subject_prefix.as_str(),
+            ),
+            ("NATS_URL", self.state.config.nats_url.as_str()),
+        ];
+        settings.extend_from_slice(extra);
+        let config = test_config(&self.state.config.database_url, &settings);
         let app = Application::build(config, BuildOptions::default())
             .await
             .expect("the second instance builds");

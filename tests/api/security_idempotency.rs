@@ -412,6 +412,79 @@ async fn webhook_secrets_left_in_plaintext_are_sealed_at_start_and_still_sign() 
 }
 
 #[tokio::test]
+async fn a_changed_secrets_key_with_the_previous_one_given_reseals_webhook_secrets_that_still_sign()
+{
+    const OLD: &str = "the-secrets-key-before-the-change-0123456789";
+    const NEW: &str = "the-secrets-key-after-the-change-9876543210";
+    let mut first = TestApp::spawn_with(&[("SECRETS_KEY", OLD)]).await;
+    let _database = first.take_database();
+    let (_, admin) = first.admin().await;
+    let receiver = Receiver::start(vec![]).await;
+    let created = data(
+        first
+            .post("/api/v1/webhooks", Some(&admin), hook(&receiver.url))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let database_url = first.state.config.database_url.clone();
+    let api_only = BuildOptions {
+        migrate: true,
+        workers: false,
+    };
+
+    let without_previous = Application::build(
+        test_config(&database_url, &[("SECRETS_KEY", NEW)]),
+        api_only,
+    )
+    .await;
+    let changed = first
+        .another_instance_with(&[("SECRETS_KEY", NEW), ("SECRETS_KEY_PREVIOUS", OLD)])
+        .await;
+    drop(first);
+    let stored: String =
+        sqlx::query_scalar("SELECT secret FROM webhook_endpoints WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&changed.state.pool)
+            .await
+            .unwrap();
+    let ping = changed
+        .post(
+            &format!("/api/v1/webhooks/{id}/test"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    let received = receiver.wait_for(1, Duration::from_secs(20)).await;
+    // Once resealed, the new key alone starts (`another_instance_with` panics otherwise).
+    let after_the_change = changed.another_instance_with(&[("SECRETS_KEY", NEW)]).await;
+
+    let error = format!(
+        "{:#}",
+        without_previous.err().expect("the start is refused")
+    );
+    assert!(error.contains("SECRETS_KEY_PREVIOUS"), "{error}");
+    let context = format!("webhook_endpoints.secret {id}");
+    assert!(
+        changed
+            .state
+            .secrets
+            .open_text(&stored, context.as_bytes())
+            .is_ok(),
+        "sealed under the new key"
+    );
+    assert_eq!(ping.status(), StatusCode::ACCEPTED);
+    assert!(!received.is_empty(), "the ping arrived");
+    assert!(
+        verifies(&secret, &received[0]),
+        "signed with the same secret"
+    );
+    drop(after_the_change);
+}
+
+#[tokio::test]
 async fn rotating_jwt_secret_alone_is_refused_at_start_and_the_pinned_derived_key_keeps_secrets_readable(
 ) {
     let app = TestApp::spawn().await;

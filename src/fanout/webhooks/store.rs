@@ -209,16 +209,82 @@ pub enum SealingError {
     #[error(
         "the webhook signing secrets do not open under SECRETS_KEY; if JWT_SECRET was rotated \
          without SECRETS_KEY set, set SECRETS_KEY to the old derivation \
-         (`chronicle secrets derive-key` with the old JWT_SECRET)"
+         (`chronicle secrets derive-key` with the old JWT_SECRET); if SECRETS_KEY itself \
+         changed, set SECRETS_KEY_PREVIOUS to the old one for one start"
     )]
     WrongKey,
 }
 
 /// Run at start: seals the secrets that rows written before sealing still hold in plaintext
-/// (a migration cannot encrypt), then checks that a sealed secret opens, so a changed
-/// `SECRETS_KEY` fails the start instead of every delivery's signature. Returns how many rows
-/// were sealed.
-pub async fn seal_plaintext_secrets(pool: &PgPool, keys: &SecretBox) -> Result<u64, SealingError> {
+/// (a migration cannot encrypt), opens those sealed under `previous` (the `SECRETS_KEY` before a
+/// change) and seals them again under `keys`, so a key change is one restart with
+/// `SECRETS_KEY_PREVIOUS` set. Then checks that a sealed secret opens, so a wrong `SECRETS_KEY`
+/// fails the start instead of every delivery's signature. Returns how many rows changed.
+pub async fn seal_secrets(
+    pool: &PgPool,
+    keys: &SecretBox,
+    previous: Option<&SecretBox>,
+) -> Result<u64, SealingError> {
+    let mut sealed = seal_plaintext(pool, keys).await?;
+    if let Some(previous) = previous {
+        sealed += reseal(pool, keys, previous).await?;
+    }
+    let sample: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT id, secret FROM webhook_endpoints ORDER BY created_at DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    if let Some((id, secret)) = sample {
+        if keys.open_text(&secret, &secret_context(id)).is_err() {
+            return Err(SealingError::WrongKey);
+        }
+    }
+    Ok(sealed)
+}
+
+/// Seals again under `keys` every secret that only `previous` opens; returns how many rows.
+async fn reseal(
+    pool: &PgPool,
+    keys: &SecretBox,
+    previous: &SecretBox,
+) -> Result<u64, SealingError> {
+    let rows: Vec<(Uuid, String, Option<String>)> =
+        sqlx::query_as("SELECT id, secret, previous_secret FROM webhook_endpoints")
+            .fetch_all(pool)
+            .await?;
+    let mut resealed = 0;
+    for (id, secret, before) in rows {
+        let context = secret_context(id);
+        // A value the current key opens stays; one only the previous key opens is moved over;
+        // one neither opens is left for the start check to report.
+        let moved = |value: &str| -> Option<String> {
+            if keys.open_text(value, &context).is_ok() {
+                return None;
+            }
+            let plain = previous.open_text(value, &context).ok()?;
+            Some(keys.seal_text(&plain, &context))
+        };
+        let new_secret = moved(&secret);
+        let new_before = before.as_deref().and_then(moved);
+        if new_secret.is_none() && new_before.is_none() {
+            continue;
+        }
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET secret = $4, previous_secret = $5
+              WHERE id = $1 AND secret = $2 AND previous_secret IS NOT DISTINCT FROM $3",
+        )
+        .bind(id)
+        .bind(&secret)
+        .bind(&before)
+        .bind(new_secret.as_deref().unwrap_or(&secret))
+        .bind(new_before.or_else(|| before.clone()))
+        .execute(pool)
+        .await?;
+        resealed += done.rows_affected();
+    }
+    Ok(resealed)
+}
+
+async fn seal_plaintext(pool: &PgPool, keys: &SecretBox) -> Result<u64, SealingError> {
     let plaintext: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
         "SELECT id, secret, previous_secret FROM webhook_endpoints
           WHERE left(secret, length($1)) <> $1 OR left(previous_secret, length($1)) <> $1",
@@ -249,15 +315,6 @@ pub async fn seal_plaintext_secrets(pool: &PgPool, keys: &SecretBox) -> Result<u
         .execute(pool)
         .await?;
         sealed += done.rows_affected();
-    }
-    let sample: Option<(Uuid, String)> =
-        sqlx::query_as("SELECT id, secret FROM webhook_endpoints ORDER BY created_at DESC LIMIT 1")
-            .fetch_optional(pool)
-            .await?;
-    if let Some((id, secret)) = sample {
-        if keys.open_text(&secret, &secret_context(id)).is_err() {
-            return Err(SealingError::WrongKey);
-        }
     }
     Ok(sealed)
 }
