@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{poll_pause, problem, OwnNats, TestApp};
+use crate::helpers::{poll_pause, problem, stream_messages, OwnNats, TestApp};
 use crate::webhooks::{consumer_caught_up, endpoint, Receiver};
 
 /// Hosts that are, or resolve to, no public address; each reaches inside in its own way.
@@ -259,6 +259,47 @@ async fn cloud_events_forged_on_the_event_subjects_are_neither_delivered_nor_cou
     );
     assert_eq!(counted.get("user.deactivated"), None, "no forgery counted");
     assert_eq!(counted.get("user.registered"), Some(&1));
+}
+
+#[tokio::test]
+async fn an_exact_copy_of_an_old_message_published_again_sends_no_history_to_a_newer_endpoint() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    consumer_caught_up(&app, "chronicle-webhooks").await;
+    let old = stream_messages(&app.state.config.nats_url, &app.state.config.nats_stream)
+        .await
+        .into_iter()
+        .find(|m| m["type"] == "user.registered")
+        .expect("the relay published the admin's registration");
+    let receiver = Receiver::start(vec![]).await;
+    endpoint(&app, &admin, &receiver.url, json!(["*"])).await;
+
+    // The same bytes the relay sent, under a new message id so the stream keeps them.
+    let client = async_nats::connect(app.state.config.nats_url.as_str())
+        .await
+        .unwrap();
+    let prefix = &app.state.config.nats_subject_prefix;
+    async_nats::jetstream::new(client)
+        .publish(
+            format!("{prefix}.user.registered"),
+            serde_json::to_vec(&old).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .expect("the stream stored the copy");
+    app.create_post(&admin, json!({"title": "real", "body": "b"}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !types(&receiver).contains(&"post.created".to_owned()) {
+        assert!(
+            Instant::now() < deadline,
+            "the real event was not delivered"
+        );
+        poll_pause().await;
+    }
+
+    assert_eq!(types(&receiver), ["post.created"], "no history was sent");
 }
 
 #[tokio::test]

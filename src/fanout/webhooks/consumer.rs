@@ -25,9 +25,17 @@ async fn handle(pool: &PgPool, event: &Value) -> Result<(), sqlx::Error> {
         return Ok(());
     };
     let event_type = event["type"].as_str().unwrap_or_default();
+    let recorded_at = event["time"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
     let body = body_from_cloud_event(event);
     for endpoint in store::enabled(pool).await? {
-        if endpoint.wants(event_type) {
+        // An endpoint gets the events recorded after it was created; earlier ones only by an
+        // explicit replay. So a lagging consumer, or an old message published again on NATS,
+        // does not send history to an endpoint that never asked for it.
+        let before_endpoint = recorded_at.is_some_and(|at| at < endpoint.created_at);
+        if endpoint.wants(event_type) && !before_endpoint {
             store::enqueue(pool, endpoint.id, event_id, event_type, &body, false).await?;
         }
     }
