@@ -227,7 +227,7 @@ impl Relay {
         epoch: i64,
     ) -> Result<(Position, u64), RelayError> {
         let state = stream.info().await.map_err(nats)?.state.clone();
-        let in_stream = last_relayed(stream, &state).await?;
+        let in_stream = last_relayed(&self.pool, stream, &state).await?;
         let checkpoint = self.checkpoint().await?;
         if in_stream < checkpoint {
             tracing::warn!(
@@ -457,10 +457,19 @@ async fn publish_onto(
 /// The position of the newest relayed event in the stream. Walks back over sequences whose
 /// message is gone (deleted, or lost while its sequence survived) and over messages that are
 /// not the relay's, so a hole at the end never reads as an empty stream.
+///
+/// A message counts only if the log holds its event id at its position: anyone who can publish
+/// on the subjects could otherwise move the anchor, forward (events never relayed) or back
+/// (events relayed twice). Candidates are checked a chunk at a time, and the newest verified
+/// position of the first chunk that has one wins, so a few copies of old real messages at the
+/// end do not pull the anchor back either. NATS publish permissions on the subjects are the
+/// guard against anyone who can flood the stream.
 async fn last_relayed(
+    pool: &PgPool,
     stream: &stream::Stream,
     state: &stream::State,
 ) -> Result<Position, RelayError> {
+    const CHUNK: usize = 32;
     if state.messages == 0 {
         return Ok(Position::START);
     }
@@ -468,18 +477,41 @@ async fn last_relayed(
         .first_sequence
         .max(state.last_sequence.saturating_sub(MAX_WALK_BACK))
         .max(1);
-    for sequence in (floor..=state.last_sequence).rev() {
-        match stream.get_raw_message(sequence).await {
-            Ok(message) => {
-                let position = serde_json::from_slice::<serde_json::Value>(&message.payload)
-                    .ok()
-                    .and_then(|doc| doc.get("position")?.as_str()?.parse().ok());
-                if let Some(position) = position {
-                    return Ok(position);
+    let mut candidates: Vec<(uuid::Uuid, Position)> = Vec::new();
+    let mut sequence = state.last_sequence;
+    loop {
+        let exhausted = sequence < floor;
+        if !exhausted {
+            match stream.get_raw_message(sequence).await {
+                Ok(message) => {
+                    let doc = serde_json::from_slice::<serde_json::Value>(&message.payload).ok();
+                    let id = doc
+                        .as_ref()
+                        .and_then(|d| d.get("id")?.as_str()?.parse::<uuid::Uuid>().ok());
+                    let position = doc
+                        .as_ref()
+                        .and_then(|d| d.get("position")?.as_str()?.parse::<Position>().ok());
+                    if let (Some(id), Some(position)) = (id, position) {
+                        candidates.push((id, position));
+                    }
                 }
+                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(nats(e)),
             }
-            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {}
-            Err(e) => return Err(nats(e)),
+            sequence -= 1;
+        }
+        if candidates.len() >= CHUNK || (exhausted && !candidates.is_empty()) {
+            if let Some(position) = newest_in_log(pool, &candidates).await? {
+                return Ok(position);
+            }
+            tracing::warn!(
+                messages = candidates.len(),
+                "messages at the end of the stream are not in the log; skipping them"
+            );
+            candidates.clear();
+        }
+        if exhausted {
+            break;
         }
     }
     tracing::warn!(
@@ -487,4 +519,22 @@ async fn last_relayed(
         "no relayed message near the end of the stream; publishing from the start"
     );
     Ok(Position::START)
+}
+
+/// The newest of `candidates` whose event id the log holds at that very position.
+async fn newest_in_log(
+    pool: &PgPool,
+    candidates: &[(uuid::Uuid, Position)],
+) -> Result<Option<Position>, RelayError> {
+    let ids: Vec<uuid::Uuid> = candidates.iter().map(|(id, _)| *id).collect();
+    let logged = projections::log::events_by_id(pool, &ids).await?;
+    Ok(candidates
+        .iter()
+        .filter(|(id, position)| {
+            logged
+                .iter()
+                .any(|event| event.event_id == *id && event.position == *position)
+        })
+        .map(|(_, position)| *position)
+        .max())
 }

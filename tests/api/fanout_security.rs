@@ -303,6 +303,53 @@ async fn an_exact_copy_of_an_old_message_published_again_sends_no_history_to_a_n
 }
 
 #[tokio::test]
+async fn a_stranger_publishing_a_far_future_position_cannot_make_the_relay_skip_events() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.admin().await;
+    let (url, stream) = (&app.state.config.nats_url, &app.state.config.nats_stream);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stream_messages(url, stream).await.is_empty() {
+        assert!(Instant::now() < deadline, "the relay published nothing");
+        poll_pause().await;
+    }
+    let prefix = &app.state.config.nats_subject_prefix;
+    let forged = json!({
+        "specversion": "1.0", "id": uuid::Uuid::now_v7().to_string(), "source": "/chronicle",
+        "type": "post.created", "subject": "post/x", "time": chrono::Utc::now(),
+        "datacontenttype": "application/json", "data": {}, "position": "9999999999.1",
+        "aggregateid": "x", "aggregateversion": "1", "correlationid": "",
+    });
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    async_nats::jetstream::new(client)
+        .publish(
+            format!("{prefix}.post.created"),
+            serde_json::to_vec(&forged).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .expect("the stream stored the forgery");
+
+    // The forgery throws off the relay's expected sequence, so it anchors on the stream again.
+    let post = app
+        .create_post(&admin, json!({"title": "after the forgery", "body": "b"}))
+        .await;
+    let id = post["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let messages = stream_messages(url, stream).await;
+        if messages.iter().any(|m| m["aggregateid"] == id.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay skipped the post published after the forgery"
+        );
+        poll_pause().await;
+    }
+}
+
+#[tokio::test]
 async fn the_fan_out_signs_in_to_a_nats_that_requires_a_user_and_password_from_nats_url() {
     let nats = OwnNats::start_with(&["--user", "chronicle", "--pass", "p@ss word"]);
     let url = format!("nats://chronicle:p%40ss%20word@127.0.0.1:{}", nats.port);
