@@ -205,6 +205,58 @@ fn kept_headers(headers: &HeaderMap) -> Value {
     Value::Object(map)
 }
 
+/// What becomes of the record once the request has its answer.
+enum Outcome {
+    /// Kept claimed, marked by its status, so a retry is refused rather than run again.
+    Unknown { status: i32 },
+    /// A 5xx: released, so the client may retry.
+    Released,
+    Stored {
+        status: i32,
+        headers: Value,
+        sealed: Vec<u8>,
+    },
+}
+
+async fn record_outcome(
+    pool: &PgPool,
+    principal: &str,
+    key: &str,
+    outcome: &Outcome,
+) -> Result<(), sqlx::Error> {
+    let query = match outcome {
+        Outcome::Unknown { status } => {
+            sqlx::query("UPDATE idempotency_keys SET status = $3 WHERE principal = $1 AND key = $2")
+                .bind(principal)
+                .bind(key)
+                .bind(status)
+        }
+        Outcome::Released => {
+            sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2")
+                .bind(principal)
+                .bind(key)
+        }
+        Outcome::Stored {
+            status,
+            headers,
+            sealed,
+        } => sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', status = $3, headers = $4, body = $5
+              WHERE principal = $1 AND key = $2",
+        )
+        .bind(principal)
+        .bind(key)
+        .bind(status)
+        .bind(headers)
+        .bind(sealed),
+    };
+    query.execute(pool).await.map(|_| ())
+}
+
+/// How long a record whose outcome could not be written keeps being retried: the database is
+/// usually back within that, and until it is written the key answers 409 IN_USE.
+const RECORD_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
 async fn finish(
     pool: &PgPool,
     secrets: &SecretBox,
@@ -217,35 +269,38 @@ async fn finish(
         Ok(bytes) => bytes,
         Err(_) => Bytes::new(),
     };
+    let status = i32::from(parts.status.as_u16());
     let outcome = if parts.extensions.get::<OutcomeUnknown>().is_some() {
-        // Kept claimed, marked by its status, so a retry is refused rather than run again.
-        sqlx::query("UPDATE idempotency_keys SET status = $3 WHERE principal = $1 AND key = $2")
-            .bind(principal)
-            .bind(key)
-            .bind(i32::from(parts.status.as_u16()))
-            .execute(pool)
-            .await
+        Outcome::Unknown { status }
     } else if parts.status.is_server_error() {
-        sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2")
-            .bind(principal)
-            .bind(key)
-            .execute(pool)
-            .await
+        Outcome::Released
     } else {
-        sqlx::query(
-            "UPDATE idempotency_keys SET state = 'done', status = $3, headers = $4, body = $5
-              WHERE principal = $1 AND key = $2",
-        )
-        .bind(principal)
-        .bind(key)
-        .bind(i32::from(parts.status.as_u16()))
-        .bind(kept_headers(&parts.headers))
-        .bind(secrets.seal(&bytes, &record.context()))
-        .execute(pool)
-        .await
+        Outcome::Stored {
+            status,
+            headers: kept_headers(&parts.headers),
+            sealed: secrets.seal(&bytes, &record.context()),
+        }
     };
-    if let Err(e) = outcome {
-        tracing::error!(error = %e, "could not record the idempotent answer");
+    if let Err(e) = record_outcome(pool, principal, key, &outcome).await {
+        // Typically the database went away with the request (a 5xx). Left as it is, the record
+        // would stay `running` and refuse this key for 24 hours; keep writing it until the
+        // database is back.
+        tracing::warn!(error = %e, "could not record the idempotent answer; retrying");
+        let (pool, principal, key) = (pool.clone(), principal.to_owned(), key.to_owned());
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut pause = std::time::Duration::from_millis(200);
+            while started.elapsed() < RECORD_RETRY_FOR {
+                tokio::time::sleep(pause).await;
+                match record_outcome(&pool, &principal, &key, &outcome).await {
+                    Ok(()) => return,
+                    Err(_) => pause = (pause * 2).min(std::time::Duration::from_secs(10)),
+                }
+            }
+            tracing::error!(
+                "gave up recording an idempotent answer; the key stays in use for 24 hours"
+            );
+        });
     }
     Response::from_parts(parts, Body::from(bytes))
 }
