@@ -23,9 +23,11 @@ use crate::email::store::{self, Claimed};
 use crate::email::templates::{render, EmailKind};
 use crate::email::tokens::TokenKey;
 
-const BATCH: i64 = 64;
 /// Messages on their way at once, within lettre's pool of 10 connections (which it reuses).
 const IN_FLIGHT: usize = 8;
+/// Rows claimed per step: no more than are sent at once, so none waits in a claimed batch
+/// while its lease runs out and another sender could claim it too.
+const BATCH: i64 = IN_FLIGHT as i64;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 /// The longest the sender sleeps without a wake-up (new rows notify it at once).
@@ -148,23 +150,40 @@ impl Sender {
             let mut leadership =
                 projections::leader::acquire_unfenced(&self.database_url, "email-sender", &terms)
                     .await;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let sending = self.send_while_leading(stopped);
+            tokio::pin!(sending);
             tokio::select! {
-                () = leadership.lost() => {}
-                () = self.send_while_leading() => {}
+                () = leadership.lost() => {
+                    // Sends in flight finish and record their outcome: dropping one that the
+                    // server already accepted would send it again once its lease ran out.
+                    let _ = stop.send(true);
+                    sending.await;
+                }
+                () = &mut sending => {}
             }
             leadership.end(&terms).await;
         }
     }
 
-    async fn send_while_leading(&self) {
+    /// Claims and sends until told to stop; a step under way is finished first.
+    async fn send_while_leading(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut listener = self.listen().await;
-        loop {
+        while !*stop.borrow() {
             match self.step().await {
-                Ok(0) => self.idle(&mut listener).await,
+                Ok(0) => {
+                    tokio::select! {
+                        () = self.idle(&mut listener) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "email sender cannot reach the database; retrying");
-                    tokio::time::sleep(FIRST_RETRY).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(FIRST_RETRY) => {}
+                        _ = stop.changed() => {}
+                    }
                 }
             }
         }

@@ -220,13 +220,16 @@ impl Sender {
         }
     }
 
+    /// Records an attempt's outcome, unless the row was reset meanwhile (a replay sets
+    /// `attempts` back to 0): then the replay's own attempt is still to come and must not be
+    /// marked done by this earlier one.
     async fn record(&self, due: &Due, outcome: Outcome) -> Result<(), sqlx::Error> {
         let attempts = due.attempts + 1;
         let label = match &outcome {
             Outcome::Delivered(status) => {
                 sqlx::query(
                     "UPDATE webhook_deliveries SET status = 'succeeded', attempts = $2, last_status_code = $3,
-                            last_error = NULL, delivered_at = now() WHERE id = $1",
+                            last_error = NULL, delivered_at = now() WHERE id = $1 AND attempts = $2 - 1",
                 )
                 .bind(due.id)
                 .bind(attempts)
@@ -238,7 +241,7 @@ impl Sender {
             Outcome::Gone => {
                 sqlx::query(
                     "UPDATE webhook_deliveries SET status = 'failed', attempts = $2, last_status_code = 410,
-                            last_error = 'the endpoint answered 410 Gone and was disabled' WHERE id = $1",
+                            last_error = 'the endpoint answered 410 Gone and was disabled' WHERE id = $1 AND attempts = $2 - 1",
                 )
                 .bind(due.id)
                 .bind(attempts)
@@ -250,7 +253,7 @@ impl Sender {
             Outcome::Refused(error) => {
                 sqlx::query(
                     "UPDATE webhook_deliveries SET status = 'failed', attempts = $2, last_status_code = NULL,
-                            last_error = $3 WHERE id = $1",
+                            last_error = $3 WHERE id = $1 AND attempts = $2 - 1",
                 )
                 .bind(due.id)
                 .bind(attempts)
@@ -267,7 +270,7 @@ impl Sender {
                         SET status = CASE WHEN $5::float8 IS NULL THEN 'failed' ELSE 'pending' END,
                             attempts = $2, last_status_code = $3, last_error = $4,
                             next_attempt_at = now() + make_interval(secs => coalesce($5, 0))
-                      WHERE id = $1",
+                      WHERE id = $1 AND attempts = $2 - 1",
                 )
                 .bind(due.id)
                 .bind(attempts)
