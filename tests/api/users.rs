@@ -182,7 +182,11 @@ async fn the_verification_token_the_server_derives_for_the_email_verifies_once()
     assert_eq!(body["errors"][0]["field"], "token");
     assert_eq!(right_status, StatusCode::OK);
     assert_eq!(right["data"]["email_verified"], true);
-    assert!(again.status().is_client_error());
+    let used = problem(again, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR").await;
+    assert_eq!(
+        used["errors"][0]["field"], "token",
+        "a used token is 422 on token"
+    );
 }
 
 #[tokio::test]

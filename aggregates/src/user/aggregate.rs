@@ -226,8 +226,10 @@ impl Aggregate for User {
             } => {
                 self.require_self(&actor)?;
                 self.require_active()?;
+                // Once verified, every token is a used one: the same answer as any token that
+                // no longer works (API.md), which also says nothing about which it was.
                 if self.email_verified {
-                    return Err(UserError::AlreadyVerified);
+                    return Err(UserError::InvalidVerificationToken);
                 }
                 let valid = self
                     .pending_verification

@@ -800,10 +800,10 @@ fn verifying_without_a_pending_request_is_rejected() {
 }
 
 #[test]
-fn verifying_an_already_verified_email_is_rejected() {
+fn verifying_an_already_verified_email_is_rejected_like_a_used_token() {
     given(a_verified_user())
         .when(verify(ada(), TOKEN, at(90)))
-        .then_expect_error(UserError::AlreadyVerified);
+        .then_expect_error(UserError::InvalidVerificationToken);
 }
 
 #[test]
