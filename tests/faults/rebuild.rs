@@ -15,20 +15,29 @@ const SEEDED: i64 = 150_000;
 /// `SEEDED` created posts straight into the log (the shape the server writes), marked as
 /// already projected so the live projectors have nothing to catch up on.
 async fn seed(pool: &PgPool) {
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT 'post', id::text, 1, 'post.created', '1.0',
-                jsonb_build_object('post.created', jsonb_build_object(
-                    'post_id', id, 'author_id', author, 'title', 'Seeded post ' || n, 'body', 'seeded',
-                    'tags', jsonb_build_array('seed'), 'created_at', now())),
-                jsonb_build_object('correlation_id', 'rebuild-seed-' || n, 'actor_id', author)
-           FROM (SELECT n, gen_random_uuid() AS id, gen_random_uuid() AS author
-                   FROM generate_series(1, $1) n) seeded",
-    )
-    .bind(SEEDED)
-    .execute(pool)
-    .await
-    .expect("seed the log");
+    // In transactions of 10,000: log readers read only below the cluster's oldest running
+    // transaction, so one long insert would stall the other tests on this Postgres meanwhile.
+    const CHUNK: i64 = 10_000;
+    let mut from = 1;
+    while from <= SEEDED {
+        let to = (from + CHUNK - 1).min(SEEDED);
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT 'post', id::text, 1, 'post.created', '1.0',
+                    jsonb_build_object('post.created', jsonb_build_object(
+                        'post_id', id, 'author_id', author, 'title', 'Seeded post ' || n, 'body', 'seeded',
+                        'tags', jsonb_build_array('seed'), 'created_at', now())),
+                    jsonb_build_object('correlation_id', 'rebuild-seed-' || n, 'actor_id', author)
+               FROM (SELECT n, gen_random_uuid() AS id, gen_random_uuid() AS author
+                       FROM generate_series($1::bigint, $2::bigint) n) seeded",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(pool)
+        .await
+        .expect("seed the log");
+        from = to + 1;
+    }
     let head = projections::log::head(pool).await.expect("head");
     sqlx::query(
         "INSERT INTO projection_checkpoints (name, transaction_id, position)
