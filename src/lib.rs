@@ -8,9 +8,9 @@
 //!   every error as an RFC 9457 problem ([`http::error`]); [`http::extract`] turns requests into
 //!   validated input and an authenticated [`auth::Principal`]; one module per URL collection
 //!   holds thin handlers.
-//! - Handlers send commands through [`commands::CommandBus`], a cqrs-es framework per aggregate
-//!   (the pure domain is the `aggregates` crate) over [`commands::store::EventLogStore`], which
-//!   appends to the Postgres event log and caches aggregates.
+//! - Handlers send commands through [`commands::CommandBus`], which runs the pure domain (the
+//!   `aggregates` crate, cqrs-es's `Aggregate` trait) on cached or loaded state and appends
+//!   through [`commands::store::EventLog`] to the Postgres event log.
 //! - [`auth`] holds argon2id hashing, JWT access tokens and refresh tokens.
 //! - [`fanout`] relays the log to NATS JetStream.
 //! - [`cli`] is the `chronicle` command line.

@@ -1,22 +1,25 @@
-//! The write side's wiring: a cqrs-es framework per aggregate over [`store::EventLogStore`],
-//! with the services the aggregates need, behind a [`CommandBus`] that reports what a command
-//! appended.
+//! The write side: a [`CommandBus`] per aggregate runs a command as plain typed steps (state,
+//! `Aggregate::handle`, append) and reports what it appended. The aggregates keep cqrs-es's
+//! `Aggregate` trait and its test framework; its `CqrsFramework` is not used, because its
+//! `execute` returns nothing and always loads before it handles.
 
 pub mod services;
 pub mod store;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 
 use aggregates::{DomainError, UserId};
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventUpcaster;
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use cqrs_es::Aggregate;
+use lru::LruCache;
 use projections::Position;
 use sqlx::PgPool;
 
 use crate::http::error::ApiError;
-use store::{EventLogStore, LAST_COMMIT};
+use store::{EventLog, StoreError};
 
 /// Commands racing on one aggregate without `If-Match` are retried on fresh state this often.
 const MAX_ATTEMPTS: usize = 50;
@@ -27,6 +30,13 @@ const CACHE_CAPACITY: usize = 10_000;
 /// No event shape has changed yet; an upcaster for `post.created` 1.0 -> 2.0 would go here.
 fn no_upcasters() -> Vec<Box<dyn EventUpcaster>> {
     Vec::new()
+}
+
+/// The time a command records: microseconds, the precision Postgres keeps, so an answer built
+/// from the command's events equals every later read of the same resource byte for byte.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
 }
 
 /// Who asked, and on behalf of which request; stored as the events' metadata.
@@ -94,9 +104,29 @@ impl<E: DomainError> From<CommandError<E>> for ApiError {
     }
 }
 
-pub struct CommandBus<A: Aggregate + Clone + 'static> {
-    cqrs: CqrsFramework<A, EventLogStore<A>>,
-    reader: EventLogStore<A>,
+/// How a command finds the state it runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// A fresh id (a v7 UUID the server just made): nothing to load.
+    New,
+    /// The cached state as it is, unchecked: the append's optimistic concurrency catches a
+    /// stale cache, and an error or a no-op is checked against the log before it stands.
+    Cached,
+    /// The state brought up to date from the log.
+    Loaded,
+}
+
+struct Cached<A> {
+    aggregate: A,
+    sequence: u64,
+}
+
+/// Runs commands: the state (cached, or loaded from the log), `Aggregate::handle`, the append,
+/// and the typed outcome, in a loop that retries races on fresh state.
+pub struct CommandBus<A: Aggregate> {
+    log: EventLog<A>,
+    services: A::Services,
+    cache: Mutex<LruCache<String, Cached<A>>>,
 }
 
 impl<A> CommandBus<A>
@@ -105,13 +135,14 @@ where
     A::Command: Clone + Send + Sync + 'static,
     A::Error: Send + 'static,
     A::Event: 'static,
+    A::Services: 'static,
 {
     pub fn new(pool: PgPool, services: A::Services) -> Self {
-        // No queries are registered: read models are catch-up projectors (ARCHITECTURE.md).
-        let store = EventLogStore::new(pool, CACHE_CAPACITY, no_upcasters);
+        let capacity = NonZeroUsize::new(CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN);
         Self {
-            reader: store.sharing_cache(no_upcasters),
-            cqrs: CqrsFramework::new(store, vec![], services),
+            log: EventLog::new(pool, no_upcasters),
+            services,
+            cache: Mutex::new(LruCache::new(capacity)),
         }
     }
 
@@ -125,10 +156,40 @@ where
         meta: &CommandMeta,
         retry_on_conflict: bool,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
+        self.spawn(
+            aggregate_id,
+            command,
+            meta,
+            retry_on_conflict,
+            Start::Cached,
+        )
+        .await
+    }
+
+    /// Like [`CommandBus::execute`] for an aggregate whose id the server has just made: no load.
+    /// Should the id exist after all, the append conflicts and the command runs on its state.
+    pub async fn create(
+        self: &Arc<Self>,
+        aggregate_id: String,
+        command: A::Command,
+        meta: &CommandMeta,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        self.spawn(aggregate_id, command, meta, true, Start::New)
+            .await
+    }
+
+    async fn spawn(
+        self: &Arc<Self>,
+        aggregate_id: String,
+        command: A::Command,
+        meta: &CommandMeta,
+        retry_on_conflict: bool,
+        start: Start,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
         let bus = Arc::clone(self);
         let metadata = meta.to_metadata();
         let task = tokio::spawn(async move {
-            bus.run(aggregate_id, command, metadata, retry_on_conflict)
+            bus.run(aggregate_id, command, metadata, retry_on_conflict, start)
                 .await
         });
         match task.await {
@@ -143,74 +204,165 @@ where
         command: A::Command,
         metadata: HashMap<String, String>,
         retry_on_conflict: bool,
+        mut start: Start,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
-        let attempts = if retry_on_conflict { MAX_ATTEMPTS } else { 1 };
-        for _ in 0..attempts {
-            let (result, record) = LAST_COMMIT
-                .scope(RefCell::new(None), async {
-                    let result = self
-                        .cqrs
-                        .execute_with_metadata(&aggregate_id, command.clone(), metadata.clone())
-                        .await;
-                    (result, LAST_COMMIT.with(|slot| slot.borrow_mut().take()))
-                })
+        let mut conflicts = 0;
+        loop {
+            let (mut aggregate, sequence, checked) = match start {
+                Start::New => (A::default(), 0, true),
+                Start::Cached => match self.cached(&aggregate_id) {
+                    Some((aggregate, sequence)) => (aggregate, sequence, false),
+                    None => {
+                        let (aggregate, sequence) = self.load(&aggregate_id).await?;
+                        (aggregate, sequence, true)
+                    }
+                },
+                Start::Loaded => {
+                    let (aggregate, sequence) = self.load(&aggregate_id).await?;
+                    (aggregate, sequence, true)
+                }
+            };
+            let sink = EventSink::default();
+            let handled = aggregate
+                .handle(command.clone(), &self.services, &sink)
                 .await;
-            match result {
-                Ok(()) => return executed_from(record),
-                Err(AggregateError::AggregateConflict) if retry_on_conflict => {
-                    tokio::task::yield_now().await
+            let events = sink.collect().await;
+            // A refusal or a no-op decided on unchecked state stands only if the state was
+            // current; otherwise the command runs again on the log's state.
+            let decided_without_append = handled.is_err() || events.is_empty();
+            if decided_without_append && !checked && self.stale(&aggregate_id, sequence).await? {
+                start = Start::Loaded;
+                continue;
+            }
+            if let Err(e) = handled {
+                return Err(CommandError::Domain(e));
+            }
+            if events.is_empty() {
+                // Nothing appended: the answer still names a position, the aggregate's last
+                // event, so read-your-writes and `Chronicle-Position` work for no-ops too.
+                let position = self
+                    .log
+                    .last_position(&aggregate_id)
+                    .await
+                    .map_err(from_store)?;
+                return Ok(Executed {
+                    state: aggregate,
+                    version: sequence,
+                    position,
+                    events,
+                });
+            }
+            match self
+                .log
+                .append(&aggregate_id, sequence, &events, &metadata)
+                .await
+            {
+                Ok(position) => {
+                    let version = sequence + events.len() as u64;
+                    self.remember(&aggregate_id, &aggregate, version);
+                    return Ok(Executed {
+                        state: aggregate,
+                        version,
+                        position: Some(position),
+                        events,
+                    });
                 }
-                Err(AggregateError::AggregateConflict) => {
-                    return Err(CommandError::Conflict { precondition: true });
+                Err(StoreError::Conflict) => {
+                    self.forget(&aggregate_id);
+                    // A stale cache (or an id that was not new) is not yet a lost race: the
+                    // command gets one run on the log's state before `If-Match` fails it.
+                    if start != Start::Loaded {
+                        start = Start::Loaded;
+                        continue;
+                    }
+                    conflicts += 1;
+                    if !retry_on_conflict {
+                        return Err(CommandError::Conflict { precondition: true });
+                    }
+                    if conflicts >= MAX_ATTEMPTS {
+                        return Err(CommandError::Conflict {
+                            precondition: false,
+                        });
+                    }
+                    tokio::task::yield_now().await;
                 }
-                Err(AggregateError::UserError(e)) => return Err(CommandError::Domain(e)),
-                Err(AggregateError::DatabaseConnectionError(e)) => {
-                    return Err(CommandError::Unavailable(e))
-                }
-                Err(AggregateError::DeserializationError(e))
-                | Err(AggregateError::UnexpectedError(e)) => {
-                    return Err(CommandError::Internal(e));
-                }
+                Err(other) => return Err(from_store(other)),
             }
         }
-        Err(CommandError::Conflict {
-            precondition: false,
-        })
     }
 
     /// The aggregate's current state, for answers and checks that need no command (login).
     pub async fn load(&self, aggregate_id: &str) -> Result<(A, u64), CommandError<A::Error>> {
-        use cqrs_es::EventStore;
-        match self.reader.load_aggregate(aggregate_id).await {
-            Ok(context) => Ok((context.aggregate, context.current_sequence as u64)),
-            Err(AggregateError::DatabaseConnectionError(e)) => Err(CommandError::Unavailable(e)),
-            Err(AggregateError::UserError(e)) => Err(CommandError::Domain(e)),
-            Err(AggregateError::AggregateConflict) => Err(CommandError::Conflict {
-                precondition: false,
-            }),
-            Err(AggregateError::DeserializationError(e))
-            | Err(AggregateError::UnexpectedError(e)) => Err(CommandError::Internal(e)),
+        let (mut aggregate, mut sequence) = self
+            .cached(aggregate_id)
+            .unwrap_or_else(|| (A::default(), 0));
+        let newer = self
+            .log
+            .events_after(aggregate_id, sequence)
+            .await
+            .map_err(from_store)?;
+        if newer.is_empty() {
+            return Ok((aggregate, sequence));
+        }
+        for envelope in newer {
+            sequence = envelope.sequence as u64;
+            aggregate.apply(envelope.payload);
+        }
+        self.remember(aggregate_id, &aggregate, sequence);
+        Ok((aggregate, sequence))
+    }
+
+    /// Whether the log holds events of this aggregate after `sequence`.
+    async fn stale(
+        &self,
+        aggregate_id: &str,
+        sequence: u64,
+    ) -> Result<bool, CommandError<A::Error>> {
+        let newer = self
+            .log
+            .events_after(aggregate_id, sequence)
+            .await
+            .map_err(from_store)?;
+        Ok(!newer.is_empty())
+    }
+
+    fn cached(&self, aggregate_id: &str) -> Option<(A, u64)> {
+        let mut cache = self.cache.lock().ok()?;
+        cache
+            .get(aggregate_id)
+            .map(|c| (c.aggregate.clone(), c.sequence))
+    }
+
+    fn remember(&self, aggregate_id: &str, aggregate: &A, sequence: u64) {
+        if let Ok(mut cache) = self.cache.lock() {
+            let newer = cache
+                .peek(aggregate_id)
+                .is_none_or(|c| c.sequence < sequence);
+            if newer {
+                cache.put(
+                    aggregate_id.to_owned(),
+                    Cached {
+                        aggregate: aggregate.clone(),
+                        sequence,
+                    },
+                );
+            }
+        }
+    }
+
+    fn forget(&self, aggregate_id: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.pop(aggregate_id);
         }
     }
 }
 
-fn executed_from<A: Aggregate + 'static>(
-    record: Option<store::CommitRecord>,
-) -> Result<Executed<A>, CommandError<A::Error>> {
-    let record =
-        record.ok_or_else(|| CommandError::Internal("the store recorded no commit".into()))?;
-    let state = record
-        .state
-        .downcast::<A>()
-        .map_err(|_| CommandError::Internal("commit record of another aggregate".into()))?;
-    let events = record
-        .events
-        .downcast::<Vec<A::Event>>()
-        .map_err(|_| CommandError::Internal("commit record of another aggregate".into()))?;
-    Ok(Executed {
-        state: *state,
-        version: record.version,
-        position: record.position,
-        events: *events,
-    })
+fn from_store<E: std::error::Error>(err: StoreError) -> CommandError<E> {
+    match err {
+        StoreError::Conflict => CommandError::Conflict {
+            precondition: false,
+        },
+        StoreError::Unavailable(cause) => CommandError::Unavailable(cause),
+        StoreError::Internal(cause) => CommandError::Internal(cause),
+    }
 }

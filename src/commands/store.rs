@@ -1,120 +1,65 @@
-//! The event store every command goes through: postgres-es for cold loads, plus a bounded cache
-//! of aggregates and a one-statement append that returns the log position.
+//! The `events` table as the write side sees it: one aggregate's events after a sequence, and
+//! a one-statement append that returns where the events landed in the global log.
 //!
-//! Why not plain `PersistedEventStore`: loading is O(events) per command, its snapshot modes
-//! apply new events twice (ARCHITECTURE.md), and its append neither reports where the events
-//! landed in the global log nor avoids a round trip per event. Here a cached aggregate is
-//! brought up to date by reading only the events after its cached sequence, so another
-//! instance's appends are never missed, and the append is a single `INSERT ... SELECT FROM
-//! UNNEST ... RETURNING`, atomic without an explicit transaction.
+//! The table keeps postgres-es's layout (its repository still reads what this writes; a test
+//! holds that), but its repository is not on the command path: its load reads the whole
+//! history every time and its append takes a round trip per event and reports no log
+//! position. The append here is a single `INSERT ... SELECT FROM UNNEST ... RETURNING`,
+//! atomic without an explicit transaction, and the `(aggregate_type, aggregate_id, sequence)`
+//! key is the optimistic concurrency check.
 
-use std::any::Any;
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
 
-use cqrs_es::persist::{
-    EventStoreAggregateContext, EventUpcaster, PersistedEventStore, PersistenceError,
-    SerializedEvent,
-};
-use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
-use lru::LruCache;
-use postgres_es::PostgresEventRepository;
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use cqrs_es::{Aggregate, EventEnvelope};
 use projections::Position;
 use sqlx::{PgPool, Row};
 
-/// What the last successful commit in this task produced. Set by `commit`, read by the command
-/// bus, because `CqrsFramework::execute` returns nothing.
-pub struct CommitRecord {
-    pub version: u64,
-    pub position: Option<Position>,
-    pub state: Box<dyn Any + Send>,
-    pub events: Box<dyn Any + Send>,
+/// Why an append or a load did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer took one of the sequences first.
+    #[error("another writer appended first")]
+    Conflict,
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the event store failed")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-tokio::task_local! {
-    pub static LAST_COMMIT: RefCell<Option<CommitRecord>>;
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
+            _ if crate::db::is_unavailable(&err) => Self::Unavailable(Box::new(err)),
+            _ => Self::Internal(Box::new(err)),
+        }
+    }
 }
 
 type UpcasterFactory = fn() -> Vec<Box<dyn EventUpcaster>>;
 
-struct Cached<A> {
-    aggregate: A,
-    sequence: usize,
-}
-
-pub struct EventLogStore<A: Aggregate> {
+pub struct EventLog<A: Aggregate> {
     pool: PgPool,
-    cold: PersistedEventStore<PostgresEventRepository, A>,
     upcasters: Vec<Box<dyn EventUpcaster>>,
-    cache: Arc<Mutex<LruCache<String, Cached<A>>>>,
+    _aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
-impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
-    pub fn new(pool: PgPool, cache_capacity: usize, upcasters: UpcasterFactory) -> Self {
-        let capacity = NonZeroUsize::new(cache_capacity).unwrap_or(NonZeroUsize::MIN);
-        Self::with_cache(
-            pool,
-            Arc::new(Mutex::new(LruCache::new(capacity))),
-            upcasters,
-        )
-    }
-
-    /// A second store over the same cache (the framework owns the first one).
-    pub fn sharing_cache(&self, upcasters: UpcasterFactory) -> Self {
-        Self::with_cache(self.pool.clone(), Arc::clone(&self.cache), upcasters)
-    }
-
-    fn with_cache(
-        pool: PgPool,
-        cache: Arc<Mutex<LruCache<String, Cached<A>>>>,
-        upcasters: UpcasterFactory,
-    ) -> Self {
+impl<A: Aggregate> EventLog<A> {
+    pub fn new(pool: PgPool, upcasters: UpcasterFactory) -> Self {
         Self {
-            cold: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
-                .with_upcasters(upcasters()),
             pool,
             upcasters: upcasters(),
-            cache,
+            _aggregate: std::marker::PhantomData,
         }
     }
 
-    fn cached(&self, aggregate_id: &str) -> Option<(A, usize)> {
-        let mut cache = self.cache.lock().ok()?;
-        cache
-            .get(aggregate_id)
-            .map(|c| (c.aggregate.clone(), c.sequence))
-    }
-
-    fn remember(&self, aggregate_id: String, aggregate: A, sequence: usize) {
-        if let Ok(mut cache) = self.cache.lock() {
-            let newer = cache
-                .peek(&aggregate_id)
-                .is_none_or(|c| c.sequence < sequence);
-            if newer {
-                cache.put(
-                    aggregate_id,
-                    Cached {
-                        aggregate,
-                        sequence,
-                    },
-                );
-            }
-        }
-    }
-
-    fn forget(&self, aggregate_id: &str) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.pop(aggregate_id);
-        }
-    }
-
-    async fn events_after(
+    /// The aggregate's events after `sequence`, oldest first, upcast and deserialized.
+    pub async fn events_after(
         &self,
         aggregate_id: &str,
-        sequence: usize,
-    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        sequence: u64,
+    ) -> Result<Vec<EventEnvelope<A>>, StoreError> {
         let rows = sqlx::query(
             "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
                FROM events
@@ -125,8 +70,7 @@ impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
         .bind(aggregate_id)
         .bind(sequence as i64)
         .fetch_all(&self.pool)
-        .await
-        .map_err(connection_or_unexpected)?;
+        .await?;
         rows.iter()
             .map(|row| {
                 let serialized = SerializedEvent::new(
@@ -138,11 +82,9 @@ impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
                     row.try_get("payload")?,
                     row.try_get("metadata")?,
                 );
-                Ok(serialized)
-            })
-            .map(|serialized: Result<SerializedEvent, sqlx::Error>| {
-                let serialized = self.upcast(serialized.map_err(connection_or_unexpected)?);
-                EventEnvelope::<A>::try_from(serialized).map_err(AggregateError::from)
+                let serialized = self.upcast(serialized);
+                EventEnvelope::<A>::try_from(serialized)
+                    .map_err(|e| StoreError::Internal(Box::new(e)))
             })
             .collect()
     }
@@ -156,108 +98,10 @@ impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
             }
         })
     }
-}
 
-fn connection_or_unexpected<E: std::error::Error>(err: sqlx::Error) -> AggregateError<E> {
-    if crate::db::is_unavailable(&err) {
-        AggregateError::DatabaseConnectionError(Box::new(err))
-    } else {
-        AggregateError::UnexpectedError(Box::new(err))
-    }
-}
-
-impl<A: Aggregate + Clone + 'static> EventStore<A> for EventLogStore<A> {
-    type AC = EventStoreAggregateContext<A>;
-
-    async fn load_events(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        self.cold.load_events(aggregate_id).await
-    }
-
-    async fn load_aggregate(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Self::AC, AggregateError<A::Error>> {
-        let Some((mut aggregate, mut sequence)) = self.cached(aggregate_id) else {
-            let context = self.cold.load_aggregate(aggregate_id).await?;
-            if context.current_sequence > 0 {
-                self.remember(
-                    aggregate_id.to_owned(),
-                    context.aggregate.clone(),
-                    context.current_sequence,
-                );
-            }
-            return Ok(context);
-        };
-        for envelope in self.events_after(aggregate_id, sequence).await? {
-            sequence = envelope.sequence;
-            aggregate.apply(envelope.payload);
-        }
-        Ok(EventStoreAggregateContext {
-            aggregate_id: aggregate_id.to_owned(),
-            aggregate,
-            current_sequence: sequence,
-            current_snapshot: None,
-        })
-    }
-
-    async fn commit(
-        &self,
-        events: Vec<A::Event>,
-        context: Self::AC,
-        metadata: HashMap<String, String>,
-    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        let EventStoreAggregateContext {
-            aggregate_id,
-            aggregate,
-            current_sequence,
-            ..
-        } = context;
-        let envelopes: Vec<EventEnvelope<A>> = events
-            .iter()
-            .enumerate()
-            .map(|(i, event)| EventEnvelope {
-                aggregate_id: aggregate_id.clone(),
-                sequence: current_sequence + i + 1,
-                payload: event.clone(),
-                metadata: metadata.clone(),
-            })
-            .collect();
-
-        let position = if envelopes.is_empty() {
-            // Nothing appended: the answer still names a position, the aggregate's last event,
-            // so read-your-writes and `Chronicle-Position` work for no-op commands too.
-            self.last_position(&aggregate_id).await?
-        } else {
-            Some(self.append(&envelopes).await.inspect_err(|e| {
-                if matches!(e, AggregateError::AggregateConflict) {
-                    self.forget(&aggregate_id);
-                }
-            })?)
-        };
-
-        let sequence = current_sequence + envelopes.len();
-        // `handle` has already applied the new events to this aggregate (EventSink::write).
-        self.remember(aggregate_id, aggregate.clone(), sequence);
-        let _ = LAST_COMMIT.try_with(|slot| {
-            *slot.borrow_mut() = Some(CommitRecord {
-                version: sequence as u64,
-                position,
-                state: Box::new(aggregate),
-                events: Box::new(events),
-            });
-        });
-        Ok(envelopes)
-    }
-}
-
-impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
-    async fn last_position(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Option<Position>, AggregateError<A::Error>> {
+    /// Where the aggregate's last event sits in the log (`None` for an aggregate with none):
+    /// the position a command that appended nothing names.
+    pub async fn last_position(&self, aggregate_id: &str) -> Result<Option<Position>, StoreError> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT transaction_id::text::bigint, position FROM events
               WHERE aggregate_type = $1 AND aggregate_id = $2
@@ -266,23 +110,35 @@ impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
         .bind(A::TYPE)
         .bind(aggregate_id)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(connection_or_unexpected)?;
+        .await?;
         Ok(row.map(|(tx, pos)| Position::new(tx, pos)))
     }
 
-    async fn append(
+    /// Appends `events` as sequences `after + 1 ..`; `Conflict` when any of them is taken.
+    pub async fn append(
         &self,
-        envelopes: &[EventEnvelope<A>],
-    ) -> Result<Position, AggregateError<A::Error>> {
-        let serialized: Vec<SerializedEvent> = envelopes
+        aggregate_id: &str,
+        after: u64,
+        events: &[A::Event],
+        metadata: &HashMap<String, String>,
+    ) -> Result<Position, StoreError> {
+        let serialized = events
             .iter()
-            .map(SerializedEvent::try_from)
-            .collect::<Result<_, PersistenceError>>()?;
+            .enumerate()
+            .map(|(i, event)| {
+                SerializedEvent::try_from(&EventEnvelope::<A> {
+                    aggregate_id: aggregate_id.to_owned(),
+                    sequence: after as usize + i + 1,
+                    payload: event.clone(),
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Internal(Box::new(e)))?;
         match self.insert(&serialized).await {
             Ok(position) => Ok(position),
             Err(err) if crate::db::outcome_unknown(&err) => self.resolve(&serialized, err).await,
-            Err(err) => Err(append_error(err)),
+            Err(err) => Err(err.into()),
         }
     }
 
@@ -295,7 +151,7 @@ impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
         &self,
         serialized: &[SerializedEvent],
         first: sqlx::Error,
-    ) -> Result<Position, AggregateError<A::Error>> {
+    ) -> Result<Position, StoreError> {
         tracing::warn!(error = %first, "the connection broke during an append; resolving its outcome");
         let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
         let mut pause = std::time::Duration::from_millis(100);
@@ -308,20 +164,20 @@ impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
                 Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                     match self.stored_as_ours(serialized).await {
                         Ok(Some(position)) => return Ok(position),
-                        Ok(None) => return Err(AggregateError::AggregateConflict),
+                        Ok(None) => return Err(StoreError::Conflict),
                         Err(e) => e,
                     }
                 }
                 Err(e) => e,
             };
             if !crate::db::is_unavailable(&attempt) {
-                return Err(append_error(attempt));
+                return Err(attempt.into());
             }
             last = attempt;
         }
-        Err(AggregateError::DatabaseConnectionError(Box::new(
-            crate::db::CommitUnknown(last),
-        )))
+        Err(StoreError::Unavailable(Box::new(crate::db::CommitUnknown(
+            last,
+        ))))
     }
 
     async fn insert(&self, serialized: &[SerializedEvent]) -> Result<Position, sqlx::Error> {
@@ -398,10 +254,3 @@ impl<A: Aggregate + Clone + 'static> EventLogStore<A> {
 /// answered with an unknown outcome: long enough for a restart, short enough to answer within
 /// a client's patience (only commands in flight when the database failed wait).
 const RESOLVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
-
-fn append_error<E: std::error::Error>(err: sqlx::Error) -> AggregateError<E> {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => AggregateError::AggregateConflict,
-        _ => connection_or_unexpected(err),
-    }
-}

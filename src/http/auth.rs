@@ -8,7 +8,7 @@ use aggregates::values::{Email, Password, UserName};
 use aggregates::{Role, SessionId, UserId};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
-use chrono::{Duration, TimeDelta, Utc};
+use chrono::{Duration, TimeDelta};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -132,7 +132,7 @@ pub async fn register_user(
         .await
         .map_err(ApiError::internal)?;
     let user_id = UserId::from_uuid(uuid::Uuid::now_v7());
-    let now = Utc::now();
+    let now = crate::commands::now();
     let command = UserCommand::Register {
         user_id,
         email,
@@ -148,7 +148,7 @@ pub async fn register_user(
     meta.actor_id.get_or_insert(user_id);
     Ok(state
         .users
-        .execute(user_id.to_string(), command, &meta, true)
+        .create(user_id.to_string(), command, &meta)
         .await?)
 }
 
@@ -162,7 +162,7 @@ async fn start_session(
 ) -> Result<(AuthAnswer, Option<projections::Position>), ApiError> {
     let session_id = SessionId::from_uuid(uuid::Uuid::now_v7());
     let refresh_token = new_refresh_token(session_id);
-    let now = Utc::now();
+    let now = crate::commands::now();
     let command = SessionCommand::Start {
         session_id,
         user_id,
@@ -176,11 +176,10 @@ async fn start_session(
     };
     let started = state
         .sessions
-        .execute(
+        .create(
             session_id.to_string(),
             command,
             &meta.command(Some(user_id)),
-            false,
         )
         .await?;
     let (access_token, expires_in) = state

@@ -72,6 +72,26 @@ pub async fn caught_up(state: &AppState, read_models: &[&str], position: Option<
     }
 }
 
+/// A command's answer: the view of the aggregate's state after it, given once the read models
+/// that serve the following reads have applied its events (bounded wait), marked eventual when
+/// the wait ran out or was declined. The state is the command's own result, the version its
+/// ETag names, even when a concurrent writer has already moved the read model further; the
+/// views it builds equal the read models' byte for byte (`commands::now` keeps timestamps at
+/// Postgres's precision), so nothing is read back.
+pub async fn command_answer<A: cqrs_es::Aggregate, V: serde::Serialize>(
+    state: &AppState,
+    read_models: &[&str],
+    done: &crate::commands::Executed<A>,
+    prefer_async: bool,
+    view: impl FnOnce(&A) -> V,
+) -> crate::http::respond::Answer<V> {
+    let fresh = !prefer_async && caught_up(state, read_models, done.position).await;
+    crate::http::respond::Answer::ok(view(&done.state))
+        .etag(done.version)
+        .position(done.position)
+        .eventual(!fresh)
+}
+
 /// For queries: waits for the requested position (503 `PROJECTION_LAGGING` after the bound) and
 /// returns the position the read models are at, for the answer's `Chronicle-Position`.
 pub async fn read_position(

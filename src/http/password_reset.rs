@@ -8,7 +8,6 @@ use aggregates::values::{Email, Password, ValueError};
 use aggregates::{Actor, UserId};
 use axum::extract::State;
 use axum::response::Response;
-use chrono::Utc;
 use serde::Deserialize;
 use tokio::time::Instant;
 use utoipa::ToSchema;
@@ -118,7 +117,7 @@ async fn request_password_reset(
         .await
         .map_err(ApiError::internal)?;
     if let Some(user_id) = owner {
-        let now = Utc::now();
+        let now = crate::commands::now();
         let command = UserCommand::RequestPasswordReset {
             token: state
                 .email_tokens
@@ -181,7 +180,7 @@ async fn confirm_password_reset(
     let command = UserCommand::ResetPassword {
         token_hash,
         new_password_hash,
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = state
         .users

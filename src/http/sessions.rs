@@ -6,7 +6,7 @@ use aggregates::user::UserStatus;
 use aggregates::{Actor, SessionId, UserId};
 use axum::extract::State;
 use axum::response::Response;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use projections::Position;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -87,7 +87,7 @@ async fn refresh(
     let session_id =
         session_of_refresh_token(&body.refresh_token).ok_or_else(ApiError::unauthorized)?;
     let refresh_token = new_refresh_token(session_id);
-    let now = Utc::now();
+    let now = crate::commands::now();
     let command = SessionCommand::Refresh {
         presented_hash: sha256_hex(&body.refresh_token),
         new_refresh_token_hash: sha256_hex(&refresh_token),
@@ -153,7 +153,7 @@ pub async fn revoke_session(
     let command = SessionCommand::Revoke {
         actor,
         reason: reason.to_owned(),
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = state
         .sessions

@@ -319,3 +319,35 @@ async fn the_request_id_becomes_the_correlation_id_of_the_events() {
     assert_eq!(metadata["correlation_id"], "client-chosen-id.42");
     assert!(metadata["actor_id"].is_string());
 }
+
+/// The answer of a command is built from the aggregate's state, not read back: it must still
+/// equal every later read of the resource in every field (once said `…04.712572439Z` where the
+/// read model said `…04.712572Z`).
+#[tokio::test]
+async fn a_command_answer_and_the_following_get_are_byte_identical() {
+    let app = TestApp::spawn().await;
+    let (user_id, token, registered) = app.register("same@example.com").await;
+    let created = app
+        .post(
+            "/api/v1/posts",
+            Some(&token),
+            json!({"title": "Same", "body": "bytes", "tags": ["b", "a"], "status": "published"}),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created = created.text().await.unwrap();
+    let created_json: Value = serde_json::from_str(&created).unwrap();
+    let id = created_json["data"]["id"].as_str().unwrap();
+    let read = app.get(&format!("/api/v1/posts/{id}"), Some(&token)).await;
+    assert_eq!(read.status(), StatusCode::OK);
+    let read = read.text().await.unwrap();
+    let me = app.get("/api/v1/me", Some(&token)).await;
+    let me: Value = me.json().await.unwrap();
+
+    assert_eq!(created, read, "the 201's body and the GET's body differ");
+    assert_eq!(
+        registered["data"]["user"], me["data"],
+        "register's user differs from /me"
+    );
+    assert_eq!(me["data"]["id"], user_id.as_str());
+}

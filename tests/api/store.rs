@@ -69,3 +69,68 @@ async fn an_aggregate_from_the_cache_equals_one_replayed_from_its_events() {
     assert_eq!(cached.version, 31);
     assert_eq!(cached.title, "v30");
 }
+
+/// The bus runs commands on its cached state without reading the log first; a cache that
+/// another instance made stale must neither refuse a command the log's state allows, nor fail
+/// an `If-Match` that names the log's version, nor let a stale-based append through.
+#[tokio::test]
+async fn a_stale_cache_neither_refuses_a_valid_command_nor_fails_a_correct_if_match() {
+    let app = TestApp::spawn().await;
+    let stale = Arc::new(CommandBus::<Post>::new(app.state.pool.clone(), ()));
+    let other_instance = Arc::new(CommandBus::<Post>::new(app.state.pool.clone(), ()));
+    let author = Actor::User {
+        id: UserId::from_uuid(uuid::Uuid::now_v7()),
+        role: Role::User,
+    };
+    let post_id = PostId::from_uuid(uuid::Uuid::now_v7());
+    let id = post_id.to_string();
+    let create = PostCommand::Create {
+        post_id,
+        actor: author,
+        title: PostTitle::parse("draft").unwrap(),
+        body: PostBody::parse("body").unwrap(),
+        tags: Tags::default(),
+        publish: false,
+        at: chrono::Utc::now(),
+    };
+    stale.create(id.clone(), create, &meta()).await.unwrap();
+    let publish = PostCommand::Publish {
+        actor: author,
+        expected_version: Some(1),
+        at: chrono::Utc::now(),
+    };
+    other_instance
+        .execute(id.clone(), publish, &meta(), false)
+        .await
+        .unwrap();
+
+    // On the stale cache the post is a draft, so unpublishing would be refused there.
+    let unpublish = PostCommand::Unpublish {
+        actor: author,
+        expected_version: Some(2),
+        at: chrono::Utc::now(),
+    };
+    let unpublished = stale
+        .execute(id.clone(), unpublish, &meta(), false)
+        .await
+        .unwrap();
+    // And an If-Match naming a version the log has passed still fails.
+    let stale_if_match = PostCommand::Publish {
+        actor: author,
+        expected_version: Some(2),
+        at: chrono::Utc::now(),
+    };
+    let refused = other_instance
+        .execute(id.clone(), stale_if_match, &meta(), false)
+        .await;
+
+    assert_eq!(unpublished.version, 3);
+    assert_eq!(unpublished.state.status.as_str(), "draft");
+    assert!(refused.is_err(), "a stale If-Match must not append");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(&id)
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 3);
+}

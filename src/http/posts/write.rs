@@ -5,13 +5,12 @@ use aggregates::values::{PostBody, PostTitle, Tags};
 use aggregates::PostId;
 use axum::extract::State;
 use axum::response::Response;
-use chrono::Utc;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use validator::{Validate, ValidationErrors};
 
 use crate::commands::Executed;
-use crate::http::consistency::{caught_up, PreferAsync};
+use crate::http::consistency::{caught_up, command_answer, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson};
 use crate::http::openapi::schemas::{
@@ -124,31 +123,6 @@ fn tags(raw: &[String]) -> Result<Tags, ApiError> {
     Tags::parse(raw).map_err(|_| ApiError::field("tags", "PATTERN", "invalid tags"))
 }
 
-/// Answers from the read model once it has applied the command's events (bounded wait);
-/// from the aggregate's state, marked eventual, when the wait ran out or was declined.
-async fn post_answer(
-    state: &AppState,
-    done: Executed<Post>,
-    prefer_async: bool,
-) -> Result<Answer<PostView>, ApiError> {
-    let fresh = !prefer_async && caught_up(state, READ_MODELS, done.position).await;
-    let row = match (fresh, done.state.id) {
-        (true, Some(id)) => projections::posts::find(&state.pool, *id.as_uuid())
-            .await
-            .map_err(ApiError::internal)?,
-        _ => None,
-    };
-    // A concurrent writer may already have moved the read model past this command: the answer
-    // is then this command's own result, the version its ETag names, not the later state.
-    let view = row
-        .filter(|row| u64::try_from(row.version) == Ok(done.version))
-        .map_or_else(|| PostView::from_state(&done.state), PostView::from_row);
-    Ok(Answer::ok(view)
-        .etag(done.version)
-        .position(done.position)
-        .eventual(!fresh))
-}
-
 /// The read models a post command's answer and the following reads depend on.
 const READ_MODELS: &[&str] = &["posts"];
 
@@ -187,20 +161,25 @@ pub(super) async fn create_post(
         body: body(&req.body)?,
         tags: tags(req.tags.as_deref().unwrap_or_default())?,
         publish: req.status.as_deref() == Some("published"),
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = state
         .posts
-        .execute(
+        .create(
             post_id.to_string(),
             command,
             &meta.command(Some(caller.user_id)),
-            false,
         )
         .await?;
-    Ok(post_answer(&state, done, prefer_async)
-        .await?
-        .created(format!("/api/v1/posts/{post_id}")))
+    Ok(command_answer(
+        &state,
+        READ_MODELS,
+        &done,
+        prefer_async,
+        PostView::from_state,
+    )
+    .await
+    .created(format!("/api/v1/posts/{post_id}")))
 }
 
 /// Update a post.
@@ -242,7 +221,7 @@ pub(super) async fn update_post(
         title: req.title.as_deref().map(title).transpose()?,
         body: req.body.as_deref().map(body).transpose()?,
         tags: req.tags.as_deref().map(tags).transpose()?,
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = state
         .posts
@@ -253,7 +232,14 @@ pub(super) async fn update_post(
             expected_version.is_none(),
         )
         .await?;
-    post_answer(&state, done, prefer_async).await
+    Ok(command_answer(
+        &state,
+        READ_MODELS,
+        &done,
+        prefer_async,
+        PostView::from_state,
+    )
+    .await)
 }
 
 /// Replace a post.
@@ -295,7 +281,7 @@ pub(super) async fn replace_post(
         title: title(&req.title)?,
         body: body(&req.body)?,
         tags: tags(&req.tags)?,
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = state
         .posts
@@ -306,7 +292,14 @@ pub(super) async fn replace_post(
             expected_version.is_none(),
         )
         .await?;
-    post_answer(&state, done, prefer_async).await
+    Ok(command_answer(
+        &state,
+        READ_MODELS,
+        &done,
+        prefer_async,
+        PostView::from_state,
+    )
+    .await)
 }
 
 /// Publish, unpublish and delete share their shape: a transition with an optional `If-Match`.
@@ -360,10 +353,17 @@ pub(super) async fn publish_post(
     let command = PostCommand::Publish {
         actor: caller.actor(),
         expected_version,
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = transition(&state, &caller, id, &meta, expected_version, command).await?;
-    post_answer(&state, done, prefer_async).await
+    Ok(command_answer(
+        &state,
+        READ_MODELS,
+        &done,
+        prefer_async,
+        PostView::from_state,
+    )
+    .await)
 }
 
 /// Unpublish a post.
@@ -398,10 +398,17 @@ pub(super) async fn unpublish_post(
     let command = PostCommand::Unpublish {
         actor: caller.actor(),
         expected_version,
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = transition(&state, &caller, id, &meta, expected_version, command).await?;
-    post_answer(&state, done, prefer_async).await
+    Ok(command_answer(
+        &state,
+        READ_MODELS,
+        &done,
+        prefer_async,
+        PostView::from_state,
+    )
+    .await)
 }
 
 /// Delete a post.
@@ -434,7 +441,7 @@ pub(super) async fn delete_post(
     let command = PostCommand::Delete {
         actor: caller.actor(),
         expected_version,
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = transition(&state, &caller, id, &meta, expected_version, command).await?;
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, done.position).await;

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -65,7 +64,7 @@ pub(super) async fn send_verification(
     if caller.user_id != id {
         return Err(ApiError::Forbidden);
     }
-    let now = Utc::now();
+    let now = crate::commands::now();
     let command = UserCommand::RequestEmailVerification {
         actor: caller.actor(),
         token: state.email_tokens.issue(TokenKind::Verification, id, now),

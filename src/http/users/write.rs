@@ -5,11 +5,10 @@ use aggregates::values::{Bio, Email, Password, UserName};
 use aggregates::{Actor, Role, UserId};
 use axum::extract::State;
 use axum::response::Response;
-use chrono::Utc;
 
 use crate::commands::Executed;
 use crate::http::auth::register_user;
-use crate::http::consistency::{caught_up, PreferAsync};
+use crate::http::consistency::{caught_up, command_answer, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{
     AccountManager, AdminUser, AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson,
@@ -27,31 +26,6 @@ use crate::http::users::requests::{
 };
 use crate::http::views::UserView;
 use crate::state::AppState;
-
-/// Answers from the read model once it has applied the command's events (bounded wait);
-/// from the aggregate's state, marked eventual, when the wait ran out or was declined.
-async fn user_answer(
-    state: &AppState,
-    done: Executed<User>,
-    prefer_async: bool,
-) -> Result<Answer<UserView>, ApiError> {
-    let fresh = !prefer_async && caught_up(state, READ_MODELS, done.position).await;
-    let row = match (fresh, done.state.id) {
-        (true, Some(id)) => projections::users::find(&state.pool, *id.as_uuid())
-            .await
-            .map_err(ApiError::internal)?,
-        _ => None,
-    };
-    // A concurrent writer may already have moved the read model past this command: the answer
-    // is then this command's own result, the version its ETag names, not the later state.
-    let view = row
-        .filter(|row| u64::try_from(row.version) == Ok(done.version))
-        .map_or_else(|| UserView::from_state(&done.state), UserView::from_row);
-    Ok(Answer::ok(view)
-        .etag(done.version)
-        .position(done.position)
-        .eventual(!fresh))
-}
 
 /// The read models a user command's answer and the following reads depend on.
 const READ_MODELS: &[&str] = &["users", "sessions"];
@@ -108,9 +82,15 @@ pub(super) async fn create_user(
         "/api/v1/users/{}",
         done.state.id.map(|id| id.to_string()).unwrap_or_default()
     );
-    Ok(user_answer(&state, done, prefer_async)
-        .await?
-        .created(location))
+    Ok(command_answer(
+        &state,
+        READ_MODELS,
+        &done,
+        prefer_async,
+        UserView::from_state,
+    )
+    .await
+    .created(location))
 }
 
 /// Update a user.
@@ -158,7 +138,7 @@ pub(super) async fn update_user(
         actor: caller.actor(),
         expected_version,
         changes: body.changes()?,
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = state
         .users
@@ -170,7 +150,14 @@ pub(super) async fn update_user(
         )
         .await?;
     end_sessions_if_deactivated(&state, &meta, &caller, id, &done).await?;
-    user_answer(&state, done, prefer_async).await
+    Ok(command_answer(
+        &state,
+        READ_MODELS,
+        &done,
+        prefer_async,
+        UserView::from_state,
+    )
+    .await)
 }
 
 /// Replace a user's profile.
@@ -217,7 +204,7 @@ pub(super) async fn replace_user(
         actor: caller.actor(),
         expected_version,
         changes,
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = state
         .users
@@ -228,7 +215,14 @@ pub(super) async fn replace_user(
             expected_version.is_none(),
         )
         .await?;
-    user_answer(&state, done, prefer_async).await
+    Ok(command_answer(
+        &state,
+        READ_MODELS,
+        &done,
+        prefer_async,
+        UserView::from_state,
+    )
+    .await)
 }
 
 /// Deactivate a user.
@@ -262,7 +256,7 @@ pub(super) async fn deactivate_user(
     let command = UserCommand::Deactivate {
         actor: caller.actor(),
         expected_version,
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = state
         .users
@@ -341,7 +335,7 @@ pub(super) async fn verify_email(
     let command = UserCommand::VerifyEmail {
         actor: caller.actor(),
         token_hash: crate::email::tokens::hash(&body.token),
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = state
         .users
@@ -352,7 +346,14 @@ pub(super) async fn verify_email(
             true,
         )
         .await?;
-    user_answer(&state, done, prefer_async).await
+    Ok(command_answer(
+        &state,
+        READ_MODELS,
+        &done,
+        prefer_async,
+        UserView::from_state,
+    )
+    .await)
 }
 
 /// Change a user's password.
@@ -400,7 +401,7 @@ pub(super) async fn change_password(
         actor: caller.actor(),
         current_password: body.current_password,
         new_password_hash,
-        at: Utc::now(),
+        at: crate::commands::now(),
     };
     let done = state
         .users
