@@ -188,17 +188,17 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
         }
     }));
     tasks.push(tokio::spawn(
-        state
-            .revocations
-            .clone()
-            .follow(state.pool.clone(), state.log_wake.subscribe()),
+        state.log_tail.clone().run(state.log_wake.subscribe()),
+    ));
+    tasks.push(tokio::spawn(
+        state.revocations.clone().follow(state.log_tail.clone()),
     ));
     if options.workers {
         let relay = crate::fanout::relay::Relay::new(
             state.pool.clone(),
             state.config.database_url.clone(),
             crate::fanout::relay::RelaySettings::from_config(&state.config),
-            &state.log_wake,
+            &state.log_tail,
             state.leader_terms.clone(),
         )
         .reporting_to(state.gauges.clone());
@@ -212,10 +212,12 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
         ));
         tasks.push(tokio::spawn(crate::fanout::analytics::run(
             state.pool.clone(),
+            state.log_tail.clone(),
             crate::fanout::relay::RelaySettings::from_config(&state.config),
         )));
         tasks.push(tokio::spawn(crate::fanout::webhooks::consumer::run(
             state.pool.clone(),
+            state.log_tail.clone(),
             crate::fanout::relay::RelaySettings::from_config(&state.config),
             state.webhook_wake.clone(),
         )));
@@ -236,7 +238,7 @@ fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<(
                 state.config.database_url.clone(),
                 projector,
                 state.progress.clone(),
-                &state.log_wake,
+                &state.log_tail,
             )
             .with_terms(state.leader_terms.clone());
             tasks.push(tokio::spawn(runner.run()));
@@ -255,7 +257,7 @@ fn start_email(state: &AppState) -> Vec<JoinHandle<()>> {
             &state.config.email.mail_from,
         )),
         state.progress.clone(),
-        &state.log_wake,
+        &state.log_tail,
     )
     .with_terms(state.leader_terms.clone());
     let mut tasks = vec![tokio::spawn(outbox.run())];

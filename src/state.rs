@@ -34,6 +34,8 @@ pub struct AppState {
     pub progress: Arc<Progress>,
     /// Bumped when the log may have grown; the projector runners wait on it.
     pub log_wake: Arc<LogWake>,
+    /// The process's one reader of new events, which every in-process log reader shares.
+    pub log_tail: Arc<projections::tail::LogTail>,
     /// Signs list cursors; derived from the JWT secret so every instance agrees.
     pub cursor_key: Arc<[u8]>,
     /// Revoked sessions, deactivated users and changed roles, followed from the log.
@@ -87,6 +89,7 @@ impl AppState {
             cursor_key,
             progress: Arc::new(Progress::new(&names)),
             log_wake: Arc::new(tokio::sync::watch::channel(0).0),
+            log_tail: Arc::new(projections::tail::LogTail::new(pool.clone())),
             jwt: Arc::new(JwtKeys::new(
                 &config.jwt_secret,
                 &config.jwt_issuer,

@@ -10,6 +10,7 @@ pub mod public;
 pub mod rebuild;
 pub mod runner;
 pub mod sessions;
+pub mod tail;
 pub mod users;
 
 pub use position::Position;

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::leader::{self, Fence, TermLog};
 use crate::log::{self, StoredEvent};
+use crate::tail::LogTail;
 use crate::Position;
 
 pub use crate::leader::advisory_key;
@@ -202,6 +203,9 @@ const RETRY_START: Duration = Duration::from_secs(1);
 const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
 /// How stale the stored checkpoint may get while only irrelevant events pass by.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// How soon a runner notices that someone else moved its checkpoint (a reset, a rebuild's
+/// swap) when no batch of its own would have found out.
+const VERIFY_EVERY: Duration = Duration::from_millis(250);
 
 /// Where this runner believes the checkpoint is: `persisted` is what it last stored (or
 /// read), `current` is past events it skipped because they were not its projector's.
@@ -216,9 +220,11 @@ pub struct Runner {
     database_url: String,
     projector: Arc<dyn Projector>,
     progress: Arc<Progress>,
-    wake: watch::Receiver<u64>,
+    tail: Arc<LogTail>,
+    head: watch::Receiver<Position>,
     cursor: std::sync::Mutex<Option<Cursor>>,
     last_flush: std::sync::Mutex<Instant>,
+    last_verified: std::sync::Mutex<Instant>,
     /// The leadership epoch every write must match; `None` when run directly (tests, tools).
     epoch: std::sync::Mutex<Option<i64>>,
     terms: Arc<TermLog>,
@@ -230,16 +236,18 @@ impl Runner {
         database_url: String,
         projector: Arc<dyn Projector>,
         progress: Arc<Progress>,
-        wake: &LogWake,
+        tail: &Arc<LogTail>,
     ) -> Self {
         Self {
             pool,
             database_url,
             projector,
             progress,
-            wake: wake.subscribe(),
+            head: tail.subscribe(),
+            tail: Arc::clone(tail),
             cursor: std::sync::Mutex::new(None),
             last_flush: std::sync::Mutex::new(Instant::now()),
+            last_verified: std::sync::Mutex::new(Instant::now()),
             epoch: std::sync::Mutex::new(None),
             terms: Arc::new(TermLog::default()),
         }
@@ -295,14 +303,16 @@ impl Runner {
     /// no-ops for this projector, so jumping over them is safe; a checkpoint moved by anyone
     /// else (a reset, a rebuild's swap, another runner) sends it back to the locked read.
     pub async fn step(&self) -> Result<usize, ProjectionError> {
-        // A reset or a rebuild's swap moves the stored checkpoint: then start over from it.
-        if let Some(cursor) = self.cursor() {
+        // A reset or a rebuild's swap moves the stored checkpoint: then start over from it. A
+        // batch with work finds out under the row's lock and a flush by its condition; this
+        // look is for runners that only skip events, so it need not be on every step.
+        if let Some(cursor) = self.cursor().filter(|_| self.verify_due()) {
             if self.stored_checkpoint().await? != cursor.persisted {
                 self.set_cursor(None);
             }
         }
         if let Some(cursor) = self.cursor() {
-            let events = log::read_after(&self.pool, cursor.current, BATCH_SIZE).await?;
+            let events = self.tail.read_after(cursor.current, BATCH_SIZE).await?;
             let Some(last) = events.last().map(|e| e.position) else {
                 self.progress.advance(self.name(), cursor.current);
                 return Ok(0);
@@ -325,7 +335,7 @@ impl Runner {
         }
         let mut tx = self.pool.begin().await?;
         let checkpoint = self.lock_checkpoint(&mut tx).await?;
-        let events = log::read_after(&mut *tx, checkpoint, BATCH_SIZE).await?;
+        let events = self.tail.read_after(checkpoint, BATCH_SIZE).await?;
         let Some(last) = events.last().map(|e| e.position) else {
             tx.rollback().await?;
             self.set_cursor(Some(Cursor {
@@ -337,6 +347,17 @@ impl Runner {
         };
         self.apply_and_commit(tx, &events, last).await?;
         Ok(events.len())
+    }
+
+    fn verify_due(&self) -> bool {
+        let Ok(mut at) = self.last_verified.lock() else {
+            return true;
+        };
+        let due = at.elapsed() >= VERIFY_EVERY;
+        if due {
+            *at = Instant::now();
+        }
+        due
     }
 
     async fn stored_checkpoint(&self) -> Result<Position, sqlx::Error> {
@@ -506,7 +527,7 @@ impl Runner {
     async fn lead(&mut self) {
         let mut failures: u32 = 0;
         loop {
-            self.wake.borrow_and_update();
+            self.head.borrow_and_update();
             let result = self.step().await;
             if result.is_ok() && failures > 0 {
                 metrics::gauge!("chronicle_projection_failed", "projector" => self.name()).set(0.0);
@@ -534,22 +555,16 @@ impl Runner {
         }
     }
 
-    /// Waits for the log to grow. When events exist that are not readable yet (an older
-    /// transaction is still open), it looks again soon rather than waiting for the slow poll.
+    /// Waits for the log's tail to move past this runner (it finds events that commit late
+    /// behind an open transaction, once they are readable).
     async fn idle(&mut self) {
-        let checkpoint = self
-            .progress
-            .current(self.name())
-            .unwrap_or(Position::START);
-        let pending = log::has_pending(&self.pool, checkpoint)
-            .await
-            .unwrap_or(false);
-        let wait = if pending {
-            Duration::from_millis(20)
-        } else {
-            IDLE_POLL
+        let Some(cursor) = self.cursor() else {
+            return;
         };
-        let _ = tokio::time::timeout(wait, self.wake.changed()).await;
+        if *self.head.borrow_and_update() > cursor.current {
+            return;
+        }
+        let _ = tokio::time::timeout(IDLE_POLL, self.head.changed()).await;
     }
 }
 

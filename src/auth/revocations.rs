@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use aggregates::Role;
 use projections::log::StoredEvent;
+use projections::tail::LogTail;
 use projections::Position;
 use sqlx::PgPool;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Longer than an access token lives, with a margin for clock skew.
@@ -135,11 +135,11 @@ impl Revocations {
         Ok(())
     }
 
-    async fn catch_up(&self, pool: &PgPool) -> Result<usize, sqlx::Error> {
+    async fn catch_up(&self, tail: &LogTail) -> Result<usize, sqlx::Error> {
         let mut total = 0;
         loop {
             let after = self.checkpoint.read().map(|c| *c).unwrap_or_default();
-            let events = projections::log::read_after(pool, after, BATCH).await?;
+            let events = tail.read_after(after, BATCH).await?;
             let Some(last) = events.last().map(|e| e.position) else {
                 return Ok(total);
             };
@@ -152,18 +152,19 @@ impl Revocations {
     }
 
     /// Follows the log until the process stops; call [`Self::load_recent`] first.
-    pub async fn follow(self: std::sync::Arc<Self>, pool: PgPool, mut wake: watch::Receiver<u64>) {
+    pub async fn follow(self: std::sync::Arc<Self>, tail: std::sync::Arc<LogTail>) {
+        let mut head = tail.subscribe();
         let mut last_prune = Instant::now();
         loop {
-            wake.borrow_and_update();
-            if let Err(e) = self.catch_up(&pool).await {
+            head.borrow_and_update();
+            if let Err(e) = self.catch_up(&tail).await {
                 tracing::warn!(error = %e, "cannot follow revocations; retrying");
             }
             if last_prune.elapsed() > Duration::from_secs(60) {
                 self.prune();
                 last_prune = Instant::now();
             }
-            let _ = tokio::time::timeout(POLL, wake.changed()).await;
+            let _ = tokio::time::timeout(POLL, head.changed()).await;
         }
     }
 }

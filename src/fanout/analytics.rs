@@ -1,11 +1,14 @@
 //! The analytics consumer: a durable JetStream consumer that keeps hourly counters per event
 //! type and the users active in each hour. Each event is counted once, also when NATS
-//! redelivers it: its id goes into a ledger in the same transaction as its counters.
+//! redelivers it: its id goes into a ledger in the same transaction as its counters, one
+//! transaction for each batch of messages.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use chrono::{DateTime, DurationRound, Utc};
+use projections::tail::LogTail;
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -27,56 +30,84 @@ fn active_user(event: &Value) -> Option<uuid::Uuid> {
         .and_then(|id| uuid::Uuid::parse_str(id).ok())
 }
 
-/// Counts one CloudEvent; returns false when it had been counted before.
-pub async fn record(pool: &PgPool, event: &Value) -> Result<bool, sqlx::Error> {
-    let (Some(id), Some(event_type), Some(time)) = (
-        event["id"]
-            .as_str()
-            .and_then(|id| uuid::Uuid::parse_str(id).ok()),
-        event["type"].as_str(),
-        event["time"]
-            .as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok()),
-    ) else {
-        return Ok(false);
-    };
-    let bucket = time
-        .with_timezone(&Utc)
-        .duration_trunc(chrono::Duration::hours(1))
-        .unwrap_or_else(|_| time.with_timezone(&Utc));
-    let mut tx = pool.begin().await?;
-    let first_time = sqlx::query(
-        "INSERT INTO analytics_processed (event_id) VALUES ($1) ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !first_time {
-        tx.rollback().await?;
-        return Ok(false);
+/// Counts a batch of CloudEvents in one transaction; returns how many were new (a redelivered
+/// event is in the ledger already and counts nothing).
+pub async fn record(pool: &PgPool, events: &[Value]) -> Result<usize, sqlx::Error> {
+    let parsed: Vec<(uuid::Uuid, &str, DateTime<Utc>, Option<uuid::Uuid>)> = events
+        .iter()
+        .filter_map(|event| {
+            let id = event["id"]
+                .as_str()
+                .and_then(|id| uuid::Uuid::parse_str(id).ok())?;
+            let event_type = event["type"].as_str()?;
+            let time = event["time"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())?
+                .with_timezone(&Utc);
+            let bucket = time
+                .duration_trunc(chrono::Duration::hours(1))
+                .unwrap_or(time);
+            Some((id, event_type, bucket, active_user(event)))
+        })
+        .collect();
+    if parsed.is_empty() {
+        return Ok(0);
     }
-    sqlx::query(
-        "INSERT INTO analytics_hourly (bucket, event_type, count) VALUES ($1, $2, 1)
-         ON CONFLICT (bucket, event_type) DO UPDATE SET count = analytics_hourly.count + 1",
+    let ids: Vec<uuid::Uuid> = parsed.iter().map(|p| p.0).collect();
+    let mut tx = pool.begin().await?;
+    let fresh: std::collections::HashSet<uuid::Uuid> = sqlx::query_scalar(
+        "INSERT INTO analytics_processed (event_id) SELECT * FROM UNNEST($1::uuid[])
+         ON CONFLICT DO NOTHING RETURNING event_id",
     )
-    .bind(bucket)
-    .bind(event_type)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut counts: std::collections::BTreeMap<(DateTime<Utc>, &str), i64> = Default::default();
+    let mut active: std::collections::BTreeSet<(DateTime<Utc>, uuid::Uuid)> = Default::default();
+    for (id, event_type, bucket, user) in &parsed {
+        if fresh.contains(id) {
+            *counts.entry((*bucket, event_type)).or_default() += 1;
+            if let Some(user) = user {
+                active.insert((*bucket, *user));
+            }
+        }
+    }
+    if counts.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let (buckets, (types, numbers)): (Vec<_>, (Vec<_>, Vec<_>)) = counts
+        .iter()
+        .map(|((bucket, event_type), n)| (*bucket, (*event_type, *n)))
+        .unzip();
+    sqlx::query(
+        "INSERT INTO analytics_hourly (bucket, event_type, count)
+         SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::bigint[])
+         ON CONFLICT (bucket, event_type) DO UPDATE SET count = analytics_hourly.count + EXCLUDED.count",
+    )
+    .bind(&buckets)
+    .bind(&types)
+    .bind(&numbers)
     .execute(&mut *tx)
     .await?;
-    if let Some(user) = active_user(event) {
-        sqlx::query("INSERT INTO analytics_active_users (bucket, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(bucket)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
+    if !active.is_empty() {
+        let (buckets, users): (Vec<_>, Vec<_>) = active.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO analytics_active_users (bucket, user_id)
+             SELECT * FROM UNNEST($1::timestamptz[], $2::uuid[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(&buckets)
+        .bind(&users)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(fresh.len())
 }
 
-async fn session(pool: &PgPool, settings: &RelaySettings) -> Result<(), String> {
+async fn session(pool: &PgPool, tail: &LogTail, settings: &RelaySettings) -> Result<(), String> {
     let client = settings.connect(async_nats::ConnectOptions::new()).await?;
     let js = jetstream::new(client);
     let stream = ensure_stream(&js, settings)
@@ -96,19 +127,19 @@ async fn session(pool: &PgPool, settings: &RelaySettings) -> Result<(), String> 
         .map_err(|e| e.to_string())?;
     // Not acked on a database error: NATS redelivers, and the ledger keeps counting exact.
     from_log::consume(
-        pool,
+        tail,
         CONSUMER,
         consumer,
-        |event| async move { record(pool, &event).await.map(|_| ()) },
+        |events| async move { record(pool, &events).await.map(|_| ()) },
         || {},
     )
     .await
 }
 
-pub async fn run(pool: PgPool, settings: RelaySettings) {
+pub async fn run(pool: PgPool, tail: Arc<LogTail>, settings: RelaySettings) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match session(&pool, &settings).await {
+        match session(&pool, &tail, &settings).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => tracing::warn!(error = %e, "analytics consumer interrupted; retrying"),
         }

@@ -2,7 +2,8 @@
 //! only on events that are in it, never on what a stranger publishes on its subjects.
 //!
 //! Anyone who may publish on `<prefix>.>` can put a message in the stream. Each batch of
-//! consumed messages is looked up in `events` by id (one query on its unique index); a message
+//! consumed messages is looked up by id in the log's tail in memory, or in `events` for those
+//! the tail no longer holds (one query on its unique index); a message
 //! whose id is not there, or that is not exactly the CloudEvent the relay makes of that event
 //! (another type, aggregate, version, time or data), is dropped with a warning and a count in
 //! `chronicle_nats_foreign_messages_total`. What a consumer then acts on is the CloudEvent
@@ -15,8 +16,8 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
+use projections::tail::LogTail;
 use serde_json::Value;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::fanout::cloudevents::cloud_event;
@@ -30,7 +31,7 @@ fn event_id(message: &Value) -> Option<Uuid> {
 /// For each message payload, the CloudEvent of the logged event it announces, or `None` when it
 /// is not one of Chronicle's (already counted and logged).
 pub async fn vouch(
-    pool: &PgPool,
+    tail: &LogTail,
     consumer: &'static str,
     subjects_and_payloads: &[(&str, &[u8])],
 ) -> Result<Vec<Option<Value>>, sqlx::Error> {
@@ -42,7 +43,7 @@ pub async fn vouch(
     let logged: HashMap<Uuid, Value> = if ids.is_empty() {
         HashMap::new()
     } else {
-        projections::log::events_by_id(pool, &ids)
+        tail.events_by_id(&ids)
             .await?
             .iter()
             .map(|event| (event.event_id, cloud_event(event)))
@@ -75,18 +76,18 @@ pub async fn vouch(
 const BATCH: usize = 100;
 
 /// Runs a pull consumer: each batch of messages that are ready is vouched for, `act` gets the
-/// logged CloudEvent of each of Chronicle's, in order, and every message is acked after (a
+/// logged CloudEvents of Chronicle's among them, in order, and every message is acked after (a
 /// stranger's too, so it is not redelivered). Returns on the first error; what was not acked is
 /// redelivered.
 pub async fn consume<F, Fut>(
-    pool: &PgPool,
+    tail: &LogTail,
     consumer: &'static str,
     pull: async_nats::jetstream::consumer::PullConsumer,
     mut act: F,
     after_batch: impl Fn(),
 ) -> Result<(), String>
 where
-    F: FnMut(Value) -> Fut,
+    F: FnMut(Vec<Value>) -> Fut,
     Fut: std::future::Future<Output = Result<(), sqlx::Error>>,
 {
     // Present from the first scrape, before any stranger shows up.
@@ -105,13 +106,16 @@ where
             .iter()
             .map(|m| (m.subject.as_str(), m.payload.as_ref()))
             .collect();
-        let events = vouch(pool, consumer, &contents)
+        let events: Vec<Value> = vouch(tail, consumer, &contents)
             .await
-            .map_err(|e| e.to_string())?;
-        for (message, event) in batch.iter().zip(events) {
-            if let Some(event) = event {
-                act(event).await.map_err(|e| e.to_string())?;
-            }
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .flatten()
+            .collect();
+        if !events.is_empty() {
+            act(events).await.map_err(|e| e.to_string())?;
+        }
+        for message in &batch {
             message.ack().await.map_err(|e| e.to_string())?;
         }
         after_batch();

@@ -31,7 +31,8 @@ use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, HeaderMap};
 use projections::leader::{self, Fence, TermLog};
-use projections::log::{read_after, StoredEvent};
+use projections::log::StoredEvent;
+use projections::tail::LogTail;
 use projections::Position;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -138,7 +139,8 @@ pub struct Relay {
     pool: PgPool,
     database_url: String,
     settings: RelaySettings,
-    wake: watch::Receiver<u64>,
+    tail: Arc<LogTail>,
+    head: watch::Receiver<Position>,
     gauges: Arc<Gauges>,
     terms: Arc<TermLog>,
 }
@@ -148,14 +150,15 @@ impl Relay {
         pool: PgPool,
         database_url: String,
         settings: RelaySettings,
-        wake: &watch::Sender<u64>,
+        tail: &Arc<LogTail>,
         terms: Arc<TermLog>,
     ) -> Self {
         Self {
             pool,
             database_url,
             settings,
-            wake: wake.subscribe(),
+            head: tail.subscribe(),
+            tail: Arc::clone(tail),
             gauges: Arc::new(Gauges::default()),
             terms,
         }
@@ -273,16 +276,16 @@ impl Relay {
                 (checkpoint, last_sequence) = self.anchor(&mut stream, epoch).await?;
                 read_ahead.clear();
             }
-            self.wake.borrow_and_update();
+            self.head.borrow_and_update();
             // An empty read-ahead is read again: events may have committed since, and their
             // wake-up was just taken.
             let events = if read_ahead.is_empty() {
-                read_after(&self.pool, checkpoint, BATCH).await?
+                self.tail.read_after(checkpoint, BATCH).await?
             } else {
                 std::mem::take(&mut read_ahead)
             };
             let Some(last) = events.last().map(|e| e.position) else {
-                let _ = tokio::time::timeout(IDLE_POLL, self.wake.changed()).await;
+                let _ = tokio::time::timeout(IDLE_POLL, self.head.changed()).await;
                 continue;
             };
             self.confirm(epoch).await?;
@@ -290,7 +293,7 @@ impl Relay {
             // on Postgres between batches.
             let (batch, next) = tokio::join!(
                 publish_onto(&js, &self.settings.subject_prefix, &events, last_sequence),
-                read_after(&self.pool, last, BATCH)
+                self.tail.read_after(last, BATCH)
             );
             if let Some(through) = batch.through {
                 self.save(through, epoch).await?;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use projections::log::{read_after, StoredEvent};
 use projections::runner::{Progress, ProjectionError, Projector, Runner};
+use projections::tail::LogTail;
 use projections::Position;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -128,8 +129,9 @@ async fn snapshot_of_posts(pool: &PgPool) -> String {
 
 fn runner(pool: &PgPool, url: &str, projector: Arc<dyn Projector>) -> Runner {
     let progress = Arc::new(Progress::new(&["posts"]));
-    let wake = tokio::sync::watch::channel(0).0;
-    Runner::new(pool.clone(), url.to_owned(), projector, progress, &wake)
+    // A tail that is not running: the runner reads the database, as a lagging one does.
+    let tail = Arc::new(LogTail::new(pool.clone()));
+    Runner::new(pool.clone(), url.to_owned(), projector, progress, &tail)
 }
 
 #[tokio::test]
@@ -221,13 +223,12 @@ async fn a_projector_that_hits_a_bad_event_records_the_error_shows_failed_and_do
         .await
         .unwrap();
     let progress = Arc::new(Progress::new(&["broken"]));
-    let wake = tokio::sync::watch::channel(0).0;
     let broken = Runner::new(
         pool.clone(),
         app.state.config.database_url.clone(),
         Arc::new(BrokenProjector),
         progress,
-        &wake,
+        &app.state.log_tail,
     );
 
     let task = tokio::spawn(broken.run());

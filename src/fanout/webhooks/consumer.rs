@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
+use projections::tail::LogTail;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -17,7 +18,24 @@ use crate::fanout::webhooks::store;
 
 pub(crate) const CONSUMER: &str = "chronicle-webhooks";
 
-async fn handle(pool: &PgPool, event: &Value) -> Result<(), sqlx::Error> {
+/// Enqueues a batch of events for the endpoints that want them (the endpoints are read once a
+/// batch).
+async fn handle_batch(pool: &PgPool, events: &[Value]) -> Result<(), sqlx::Error> {
+    let endpoints = store::enabled(pool).await?;
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    for event in events {
+        handle(pool, &endpoints, event).await?;
+    }
+    Ok(())
+}
+
+async fn handle(
+    pool: &PgPool,
+    endpoints: &[store::Endpoint],
+    event: &Value,
+) -> Result<(), sqlx::Error> {
     let Some(event_id) = event["id"]
         .as_str()
         .and_then(|id| uuid::Uuid::parse_str(id).ok())
@@ -30,7 +48,7 @@ async fn handle(pool: &PgPool, event: &Value) -> Result<(), sqlx::Error> {
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&chrono::Utc));
     let body = body_from_cloud_event(event);
-    for endpoint in store::enabled(pool).await? {
+    for endpoint in endpoints {
         // An endpoint gets the events recorded after it was created; earlier ones only by an
         // explicit replay. So a lagging consumer, or an old message published again on NATS,
         // does not send history to an endpoint that never asked for it.
@@ -42,7 +60,12 @@ async fn handle(pool: &PgPool, event: &Value) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-async fn session(pool: &PgPool, settings: &RelaySettings, wake: &Notify) -> Result<(), String> {
+async fn session(
+    pool: &PgPool,
+    tail: &LogTail,
+    settings: &RelaySettings,
+    wake: &Notify,
+) -> Result<(), String> {
     let client = settings.connect(async_nats::ConnectOptions::new()).await?;
     let js = jetstream::new(client);
     let stream = ensure_stream(&js, settings)
@@ -62,19 +85,19 @@ async fn session(pool: &PgPool, settings: &RelaySettings, wake: &Notify) -> Resu
         .map_err(|e| e.to_string())?;
     // Not acked on a database error: NATS redelivers it, and the enqueue is idempotent.
     from_log::consume(
-        pool,
+        tail,
         CONSUMER,
         consumer,
-        |event| async move { handle(pool, &event).await },
+        |events| async move { handle_batch(pool, &events).await },
         || wake.notify_one(),
     )
     .await
 }
 
-pub async fn run(pool: PgPool, settings: RelaySettings, wake: Arc<Notify>) {
+pub async fn run(pool: PgPool, tail: Arc<LogTail>, settings: RelaySettings, wake: Arc<Notify>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match session(&pool, &settings, &wake).await {
+        match session(&pool, &tail, &settings, &wake).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => tracing::warn!(error = %e, "webhook consumer interrupted; retrying"),
         }
