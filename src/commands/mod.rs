@@ -3,6 +3,7 @@
 //! `Aggregate` trait and its test framework; its `CqrsFramework` is not used, because its
 //! `execute` returns nothing and always loads before it handles.
 
+pub mod group;
 pub mod services;
 pub mod store;
 

@@ -1,5 +1,6 @@
 //! The `events` table as the write side sees it: one aggregate's events after a sequence, and
-//! a one-statement append that returns where the events landed in the global log.
+//! an append (grouped with concurrent ones, see [`super::group`]) that returns where the events
+//! landed in the global log.
 //!
 //! The table keeps postgres-es's layout (its repository still reads what this writes; a test
 //! holds that), but its repository is not on the command path: its load reads the whole
@@ -14,6 +15,8 @@ use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::{Aggregate, EventEnvelope};
 use projections::Position;
 use sqlx::{PgPool, Row};
+
+use super::group::{self, GroupCommit, Grouped};
 
 /// Why an append or a load did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,7 @@ type UpcasterFactory = fn() -> Vec<Box<dyn EventUpcaster>>;
 
 pub struct EventLog<A: Aggregate> {
     pool: PgPool,
+    group: GroupCommit,
     upcasters: Vec<Box<dyn EventUpcaster>>,
     _aggregate: std::marker::PhantomData<fn() -> A>,
 }
@@ -48,6 +52,7 @@ pub struct EventLog<A: Aggregate> {
 impl<A: Aggregate> EventLog<A> {
     pub fn new(pool: PgPool, upcasters: UpcasterFactory) -> Self {
         Self {
+            group: GroupCommit::new(pool.clone()),
             pool,
             upcasters: upcasters(),
             _aggregate: std::marker::PhantomData,
@@ -135,10 +140,24 @@ impl<A: Aggregate> EventLog<A> {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::Internal(Box::new(e)))?;
-        match self.insert(&serialized).await {
-            Ok(position) => Ok(position),
-            Err(err) if crate::db::outcome_unknown(&err) => self.resolve(&serialized, err).await,
-            Err(err) => Err(err.into()),
+        match self.group.append(serialized.clone()).await {
+            Grouped::Appended(position) => Ok(position),
+            Grouped::Alone => match self.insert(&serialized).await {
+                Ok(position) => Ok(position),
+                Err(err) if crate::db::outcome_unknown(&err) => {
+                    self.resolve(&serialized, err).await
+                }
+                Err(err) => Err(err.into()),
+            },
+            Grouped::Unknown(message) => {
+                self.resolve(&serialized, sqlx::Error::Protocol(message))
+                    .await
+            }
+            Grouped::Failed {
+                unavailable: true,
+                message,
+            } => Err(StoreError::Unavailable(message.into())),
+            Grouped::Failed { message, .. } => Err(StoreError::Internal(message.into())),
         }
     }
 
@@ -180,42 +199,12 @@ impl<A: Aggregate> EventLog<A> {
         ))))
     }
 
+    /// One command's events alone.
     async fn insert(&self, serialized: &[SerializedEvent]) -> Result<Position, sqlx::Error> {
-        let aggregate_id = &serialized[0].aggregate_id;
-        let sequences: Vec<i64> = serialized.iter().map(|e| e.sequence as i64).collect();
-        let types: Vec<&str> = serialized.iter().map(|e| e.event_type.as_str()).collect();
-        let versions: Vec<&str> = serialized
-            .iter()
-            .map(|e| e.event_version.as_str())
-            .collect();
-        let payloads: Vec<&serde_json::Value> = serialized.iter().map(|e| &e.payload).collect();
-        let metadata: Vec<&serde_json::Value> = serialized.iter().map(|e| &e.metadata).collect();
-
-        let rows = sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
-               FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
-                    AS e(sequence, event_type, event_version, payload, metadata)
-             RETURNING transaction_id::text::bigint AS transaction_id, position",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(&sequences)
-        .bind(&types)
-        .bind(&versions)
-        .bind(&payloads)
-        .bind(&metadata)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Position::new(
-                    row.try_get("transaction_id")?,
-                    row.try_get("position")?,
-                ))
-            })
-            .collect::<Result<Vec<Position>, sqlx::Error>>()?
+        group::insert(&self.pool, serialized.iter())
+            .await?
             .into_iter()
+            .map(|(_, _, position)| position)
             .max()
             .ok_or_else(|| sqlx::Error::Protocol("the append returned no rows".into()))
     }
