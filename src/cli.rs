@@ -127,7 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::from_env()?;
-    crate::telemetry::init(config.log_format);
+    let _flushes_logs_at_exit = crate::telemetry::init(config.log_format);
     match cli.command {
         Command::Serve(args) => serve(config, args).await,
         Command::Worker { no_migrate } => startup::run_workers(config, !no_migrate).await,

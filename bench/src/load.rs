@@ -105,6 +105,56 @@ struct WrkReport {
     p99_us: f64,
 }
 
+/// Where `--profile` puts its recordings; unset, nothing is recorded.
+pub static PROFILE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// With `--profile`, records the server with `perf` (call graphs, 499 Hz) for `secs`, into
+/// `<dir>/<script>-c<connections>-<n>.perf.data`; `perf report -i <file>` reads it.
+fn start_profile(
+    pid: Option<u32>,
+    script: &Path,
+    connections: usize,
+    secs: u64,
+) -> Option<tokio::process::Child> {
+    let dir = PROFILE_DIR.get()?;
+    let pid = pid?;
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let stem = script
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out = dir.join(format!("{stem}-c{connections}-{n}.perf.data"));
+    std::fs::create_dir_all(dir).ok()?;
+    match tokio::process::Command::new("perf")
+        .args([
+            "record",
+            "-F",
+            "499",
+            "-g",
+            "-q",
+            "-p",
+            &pid.to_string(),
+            "-o",
+        ])
+        .arg(&out)
+        .args(["--", "sleep", &secs.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => {
+            eprintln!("  profiling the server into {}", out.display());
+            Some(child)
+        }
+        Err(e) => {
+            eprintln!("  cannot run perf ({e}); not profiling");
+            None
+        }
+    }
+}
+
 /// Runs wrk for `secs` seconds with `connections` connections over two threads.
 pub async fn wrk(
     url: &str,
@@ -116,6 +166,7 @@ pub async fn wrk(
     let threads = connections.clamp(1, 2);
     let transactions = cluster_transactions(watch.pg_port).await;
     let meter = CpuMeter::start(watch.server, watch.postmaster);
+    let profile = start_profile(watch.server, script, connections, secs);
     let output = tokio::process::Command::new("wrk")
         .args([
             "-t",
@@ -137,6 +188,9 @@ pub async fn wrk(
         .context("running wrk")?;
     let cpu = meter.stop();
     let pg_transactions = cluster_transactions(watch.pg_port).await - transactions;
+    if let Some(mut perf) = profile {
+        let _ = perf.wait().await;
+    }
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!(

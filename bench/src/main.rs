@@ -43,6 +43,9 @@ struct Cli {
     /// Seconds per run.
     #[arg(long, global = true)]
     secs: Option<u64>,
+    /// Records the server with `perf` during every HTTP run, into bench/results/profiles/.
+    #[arg(long, global = true)]
+    profile: bool,
     /// Concurrent clients for the HTTP figures, e.g. `1,8,32` (default 8,32).
     #[arg(long, global = true, value_delimiter = ',')]
     concurrency: Option<Vec<usize>>,
@@ -139,6 +142,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report => return publish(&Results::load(&results_path())),
         _ => {}
+    }
+    if cli.profile {
+        let _ = load::PROFILE_DIR.set(repo_root().join("bench/results/profiles"));
     }
     let mut settings = if cli.quick {
         Settings::quick()

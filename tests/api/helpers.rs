@@ -38,7 +38,11 @@ fn init_logging() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            chronicle::telemetry::init(chronicle::config::LogFormat::Pretty);
+            static GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
+                std::sync::OnceLock::new();
+            if let Some(guard) = chronicle::telemetry::init(chronicle::config::LogFormat::Pretty) {
+                let _ = GUARD.set(guard);
+            }
         }
     });
 }
