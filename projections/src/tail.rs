@@ -26,8 +26,17 @@ const BATCH: i64 = 1_000;
 /// How long the tail sleeps without a notification (one was lost, or another instance's
 /// notification did not reach this one).
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// How soon it looks again when events exist that an older open transaction keeps unreadable.
+/// How soon it looks again after a notification found nothing readable, and for how many
+/// looks (a second): an older open transaction keeps the notified events unreadable.
 const PENDING_POLL: Duration = Duration::from_millis(20);
+const PENDING_LOOKS: u32 = 50;
+
+enum ReadMore {
+    Nothing,
+    Some,
+    /// A whole batch: there may be more right away.
+    Full,
+}
 
 #[derive(Default)]
 struct Window {
@@ -117,16 +126,26 @@ impl LogTail {
     }
 
     /// Reads the log's new events until the process stops, woken by the log's notifications.
+    ///
+    /// A notification whose events are not readable yet (an older transaction is still open)
+    /// finds nothing; then the tail looks again every [`PENDING_POLL`] for a while, since the
+    /// transaction holding them back may not be an append that notifies when it ends. (Asking
+    /// the database whether anything is pending cost more than the read itself.)
     pub async fn run(self: Arc<Self>, mut wake: watch::Receiver<u64>) {
         let mut backoff = Duration::from_millis(100);
+        let mut quick_looks = 0;
         loop {
+            let woken = wake.has_changed().unwrap_or(false);
             wake.borrow_and_update();
             match self.read_more().await {
-                Ok(true) => {
+                Ok(ReadMore::Full) => {
                     backoff = Duration::from_millis(100);
                     continue;
                 }
-                Ok(false) => backoff = Duration::from_millis(100),
+                // Events notified with the ones just read may still be held back.
+                Ok(ReadMore::Some | ReadMore::Nothing) if woken => quick_looks = PENDING_LOOKS,
+                Ok(ReadMore::Some) => {}
+                Ok(ReadMore::Nothing) => quick_looks = quick_looks.saturating_sub(1),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the log's tail; retrying");
                     tokio::time::sleep(backoff).await;
@@ -134,16 +153,18 @@ impl LogTail {
                     continue;
                 }
             }
-            let pending = log::has_pending(&self.pool, self.head())
-                .await
-                .unwrap_or(false);
-            let wait = if pending { PENDING_POLL } else { IDLE_POLL };
+            backoff = Duration::from_millis(100);
+            let wait = if quick_looks > 0 {
+                PENDING_POLL
+            } else {
+                IDLE_POLL
+            };
             let _ = tokio::time::timeout(wait, wake.changed()).await;
         }
     }
 
-    /// Reads one batch after the head into the window; true when it was full (read again).
-    async fn read_more(&self) -> Result<bool, sqlx::Error> {
+    /// Reads one batch after the head into the window.
+    async fn read_more(&self) -> Result<ReadMore, sqlx::Error> {
         let started = self.window.lock().map(|w| w.started).unwrap_or(false);
         if !started {
             // Readers before this point are served by the database; the window starts here.
@@ -156,7 +177,7 @@ impl LogTail {
         }
         let events = log::read_after(&self.pool, self.head(), BATCH).await?;
         let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(false);
+            return Ok(ReadMore::Nothing);
         };
         let full = events.len() as i64 == BATCH;
         if let Ok(mut window) = self.window.lock() {
@@ -173,6 +194,6 @@ impl LogTail {
             }
         }
         self.head.send_replace(last);
-        Ok(full)
+        Ok(if full { ReadMore::Full } else { ReadMore::Some })
     }
 }

@@ -139,23 +139,30 @@ impl GroupCommit {
     }
 }
 
-/// Takes up to [`MAX_GROUP`] commands, at most one per aggregate: two commands on one aggregate
-/// were decided on the same state, so one of them must lose its race, and in one group it
-/// would take the whole group down with it. The second waits for the next round (and loses
-/// there, alone).
+/// Takes up to [`MAX_GROUP`] commands, at most one per aggregate: a second command on an
+/// aggregate in the group would make the group's statement fail for everyone in it.
 fn take_group(queue: &mut Vec<Pending>) -> Vec<Pending> {
-    let mut seen = std::collections::HashSet::new();
+    let mut taken = std::collections::HashMap::new();
     let mut group = Vec::new();
     let mut rest = Vec::new();
     for pending in queue.drain(..) {
-        let key = pending
-            .events
-            .first()
-            .map(|e| (e.aggregate_type.clone(), e.aggregate_id.clone()));
-        if group.len() < MAX_GROUP && seen.insert(key) {
-            group.push(pending);
-        } else {
-            rest.push(pending);
+        let Some(first) = pending.events.first() else {
+            let _ = pending.reply.send(Grouped::Alone);
+            continue;
+        };
+        let key = (first.aggregate_type.clone(), first.aggregate_id.clone());
+        match taken.get(&key) {
+            // Decided on the same state as one in the group: it can only lose, and it loses
+            // alone now rather than taking a later group down with it.
+            Some(sequence) if *sequence == first.sequence => {
+                let _ = pending.reply.send(Grouped::Alone);
+            }
+            Some(_) => rest.push(pending),
+            None if group.len() < MAX_GROUP => {
+                taken.insert(key, first.sequence);
+                group.push(pending);
+            }
+            None => rest.push(pending),
         }
     }
     *queue = rest;

@@ -205,9 +205,11 @@ pub fn cpu_note(label: &str, runs: &[Outcome]) -> String {
     ));
     let transactions = Spread::of(runs.iter().map(Outcome::transactions_per_op).collect());
     if transactions.median > 0.0 {
+        // Per-event figures (relay, rebuild) spend far less than one per event.
+        let digits = if transactions.median < 0.1 { 4 } else { 1 };
         text.push_str(&format!(
-            "; {:.1} Postgres transactions per operation",
-            transactions.median
+            "; {:.*} Postgres transactions per operation",
+            digits, transactions.median
         ));
     }
     text

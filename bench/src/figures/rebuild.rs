@@ -57,6 +57,8 @@ pub async fn rebuild(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
             s.rebuild_events, s.runs
         );
         let meter = CpuMeter::start(None, postmaster);
+        let port = Some(ctx.services.pg.port);
+        let transactions = crate::load::cluster_transactions(port).await;
         // The CLI's CPU lands in ours once it has been waited for.
         let cli_cpu = procs::reaped_children_cpu_seconds();
         let started = Instant::now();
@@ -65,6 +67,7 @@ pub async fn rebuild(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
             .await?;
         let secs = started.elapsed().as_secs_f64();
         let mut cpu = meter.stop();
+        let pg_transactions = crate::load::cluster_transactions(port).await - transactions;
         cpu.server_secs = procs::reaped_children_cpu_seconds() - cli_cpu;
         ensure!(
             output.contains(&format!("{} events applied", s.rebuild_events)),
@@ -77,7 +80,7 @@ pub async fn rebuild(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
             ops: s.rebuild_events as u64,
             errors: 0,
             cpu,
-            pg_transactions: 0.0,
+            pg_transactions,
         });
         if rows.is_empty() {
             rows = sqlx::query_as("SELECT id, author_id, title, created_at FROM posts_view")
@@ -97,11 +100,13 @@ pub async fn rebuild(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
         );
         sqlx::query("TRUNCATE bench_posts").execute(&pool).await?;
         let meter = CpuMeter::start(None, postmaster);
+        let transactions = crate::load::cluster_transactions(port).await;
         let started = Instant::now();
         for batch in rows.chunks(BATCH) {
             upsert(&pool, batch).await?;
         }
         let secs = started.elapsed().as_secs_f64();
+        let pg_transactions = crate::load::cluster_transactions(port).await - transactions;
         baseline.push(Outcome {
             rate: rows.len() as f64 / secs,
             p50_ms: f64::NAN,
@@ -109,7 +114,7 @@ pub async fn rebuild(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
             ops: rows.len() as u64,
             errors: 0,
             cpu: meter.stop(),
-            pg_transactions: 0.0,
+            pg_transactions,
         });
     }
     let rate = |runs: &[Outcome]| runs.iter().map(|o| o.rate).collect::<Vec<_>>();
