@@ -351,3 +351,77 @@ async fn a_command_answer_and_the_following_get_are_byte_identical() {
     );
     assert_eq!(me["data"]["id"], user_id.as_str());
 }
+
+/// Posts are projected inline, in the append's transaction: with no projector running at all
+/// (an API-only server), a post command still answers fresh and a GET right after reads it.
+/// When a projector runner later applies the same events, nothing changes.
+#[tokio::test]
+async fn post_commands_are_read_back_at_once_without_any_projector_and_the_runner_changes_nothing()
+{
+    let db = crate::helpers::TestDatabase::create().await;
+    let api_only = chronicle::startup::BuildOptions {
+        migrate: true,
+        workers: false,
+    };
+    let app = TestApp::spawn_with_options(db, &[], api_only).await;
+    let (_, token, _) = app.register("inline@example.com").await;
+
+    let created = app
+        .post(
+            "/api/v1/posts",
+            Some(&token),
+            json!({"title": "Inline", "body": "at once", "status": "published"}),
+        )
+        .await;
+    let created_consistency = created.headers().get("x-consistency").cloned();
+    let created: Value = created.json().await.unwrap();
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+    let updated = app
+        .patch(
+            &format!("/api/v1/posts/{id}"),
+            Some(&token),
+            json!({"title": "Inline, edited"}),
+        )
+        .await;
+    let updated_consistency = updated.headers().get("x-consistency").cloned();
+    let updated: Value = updated.json().await.unwrap();
+    let read = app.get(&format!("/api/v1/posts/{id}"), None).await;
+    let read_status = read.status();
+    let read: Value = read.json().await.unwrap();
+    let runner_checkpoint: i64 = sqlx::query_scalar(
+        "SELECT coalesce(max(position), 0) FROM projection_checkpoints WHERE name = 'posts'",
+    )
+    .fetch_one(&app.state.pool)
+    .await
+    .unwrap();
+
+    // Now a full instance: its posts runner applies the same events again.
+    let worker = app.another_instance().await;
+    let head = projections::log::head(&app.state.pool).await.unwrap();
+    assert!(
+        worker
+            .state
+            .progress
+            .wait_for(&["posts"], head, std::time::Duration::from_secs(20))
+            .await,
+        "the posts runner catches up"
+    );
+    let after_runner: Value = app
+        .get(&format!("/api/v1/posts/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(created_consistency, None, "a create answers fresh");
+    assert_eq!(updated_consistency, None, "an update answers fresh");
+    assert_eq!(runner_checkpoint, 0, "no runner has projected anything");
+    assert_eq!(read_status, StatusCode::OK);
+    assert_eq!(read["data"], updated["data"]);
+    assert_eq!(read["data"]["title"], "Inline, edited");
+    assert_eq!(read["data"]["version"], 3);
+    assert_eq!(
+        after_runner, read,
+        "the runner applying the events again changes nothing"
+    );
+}

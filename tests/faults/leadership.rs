@@ -30,6 +30,23 @@ async fn epochs(pool: &PgPool) -> HashMap<String, i64> {
     .unwrap_or_default()
 }
 
+/// Whether every role's current leader is past its handover and working: a leader starts (and
+/// its term begins) 1.2 s after it bumped the epoch. Terminating it before that would end a
+/// term that never began, so each termination waits for this (commands used to be slow
+/// enough to hide the wait; inline projection made them faster).
+async fn leaders_settled(pool: &PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT bool_and(leader_since < now() - interval '1500 milliseconds') FROM
+           (SELECT leader_since FROM projection_checkpoints
+            UNION ALL SELECT leader_since FROM relay_checkpoints) s",
+    )
+    .fetch_one(pool)
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
 /// What the issue's reproduction does, limited to this test's database.
 async fn terminate_lock_backends(pool: &PgPool) -> usize {
     let killed: Vec<bool> = sqlx::query_scalar(
@@ -117,7 +134,8 @@ async fn leaders_whose_lock_backends_are_terminated_under_load_stop_before_other
             let pool = &pool;
             async move {
                 let epochs = epochs(pool).await;
-                (epochs.len() == ROLES && epochs.values().all(|e| *e > 0)).then_some(epochs)
+                let led = epochs.len() == ROLES && epochs.values().all(|e| *e > 0);
+                (led && leaders_settled(pool).await).then_some(epochs)
             }
         })
         .await;
@@ -142,6 +160,12 @@ async fn leaders_whose_lock_backends_are_terminated_under_load_stop_before_other
         load.wait_for_acked(load.acked(), 10, Duration::from_secs(20))
             .await;
     }
+    // The terms after the last termination have begun once their handover is over.
+    eventually(Duration::from_secs(20), "the last leaders to start", || {
+        let pool = &pool;
+        async move { leaders_settled(pool).await.then_some(()) }
+    })
+    .await;
     let mut outcomes = Vec::new();
     for load in loads {
         outcomes.extend(load.stop().await);

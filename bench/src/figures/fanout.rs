@@ -121,10 +121,25 @@ pub async fn fanout(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
     }
     let count = (u64::from(s.fanout_rate) * s.fanout_secs) as usize;
     let (mut p50, mut p99, mut max, mut lost) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let mut costs = Vec::new();
     for run in 1..=s.runs {
         eprintln!("  fan-out at {}/s: run {run}/{}", s.fanout_rate, s.runs);
+        let watch = ctx.watch(Some(&server));
+        let meter = crate::procs::CpuMeter::start(watch.server, watch.postmaster);
+        let transactions = crate::load::cluster_transactions(watch.pg_port).await;
         let ids = send(&api, &author.access, s.fanout_rate, count).await?;
         let (mut latencies, missing) = collect(&receipts, &ids, Duration::from_secs(30)).await;
+        // Everything a command causes, up to its webhook: the command, the projectors, the
+        // relay, the consumers and the delivery.
+        costs.push(crate::load::Outcome {
+            rate: f64::NAN,
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            ops: ids.len() as u64,
+            errors: 0,
+            cpu: meter.stop(),
+            pg_transactions: crate::load::cluster_transactions(watch.pg_port).await - transactions,
+        });
         latencies.sort_by(f64::total_cmp);
         lost += missing;
         p50.push(percentile(&latencies, 50.0));
@@ -151,5 +166,8 @@ pub async fn fanout(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
         s.fanout_rate,
         Spread::of(max).median
     ));
+    figure
+        .notes
+        .push(super::cpu_note("Chronicle, command to webhook", &costs));
     Ok(vec![figure])
 }
