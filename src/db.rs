@@ -12,27 +12,7 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| is_connection_state(&code)),
-        sqlx::Error::Configuration(inner) => inner.is::<NotCommitted>(),
         _ => false,
-    }
-}
-
-/// A transaction whose connection broke before its COMMIT was sent: the database is away, and
-/// the transaction certainly did not commit, so there is nothing to resolve. Carried as
-/// `sqlx::Error::Configuration`, the one variant that boxes any error, so it passes through
-/// code that speaks `sqlx::Error`; [`is_unavailable`] knows it, [`outcome_unknown`] does not.
-#[derive(Debug, thiserror::Error)]
-#[error("the database went away before the transaction committed")]
-pub struct NotCommitted(#[source] pub sqlx::Error);
-
-impl NotCommitted {
-    /// Marks an error of a statement before COMMIT; other errors pass unchanged.
-    pub fn before_commit(err: sqlx::Error) -> sqlx::Error {
-        if outcome_unknown(&err) {
-            sqlx::Error::Configuration(Box::new(Self(err)))
-        } else {
-            err
-        }
     }
 }
 

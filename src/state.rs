@@ -114,11 +114,7 @@ impl Parts {
                 &config.jwt_audience,
             )),
             users: Arc::new(CommandBus::new(pool.clone(), user_services)),
-            posts: Arc::new(CommandBus::with_inline(
-                pool.clone(),
-                (),
-                Some(Arc::new(projections::posts::PostsProjector)),
-            )),
+            posts: Arc::new(CommandBus::new(pool.clone(), ())),
             sessions: Arc::new(CommandBus::new(pool.clone(), ())),
             emails,
             passwords,

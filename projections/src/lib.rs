@@ -1,7 +1,6 @@
 //! Chronicle's read side: the global log reader, the projector runner with checkpoints and
 //! leadership, the public event form, and the read models with their queries.
 
-pub mod inline;
 pub mod leader;
 pub mod listing;
 pub mod log;

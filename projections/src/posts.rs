@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use sqlx::PgConnection;
 
-use crate::inline::InlineProjection;
 use crate::log::StoredEvent;
 use crate::runner::{ProjectionError, Projector};
 
@@ -30,83 +29,43 @@ impl Projector for PostsProjector {
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
-        apply_events(conn, events, Deletes::Apply).await.map(|_| ())
-    }
-}
-
-/// Posts are also projected inline, in the transaction that appends their events, so a post
-/// command's answer need not wait for the runner. The runner stays the authority: it applies
-/// the same events again later, which the version guards make a no-op (every statement only
-/// moves a row forward), and it alone applies deletions, so a row it has not created yet is
-/// never brought back by a late creation. A command whose events did not all land inline (its
-/// post's row is not there yet, or it deletes) waits for the runner as before.
-#[async_trait]
-impl InlineProjection for PostsProjector {
-    fn read_model(&self) -> &'static str {
-        "posts"
-    }
-
-    async fn apply_inline(
-        &self,
-        conn: &mut PgConnection,
-        events: &[StoredEvent],
-    ) -> Result<bool, ProjectionError> {
-        apply_events(conn, events, Deletes::Leave).await
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Deletes {
-    Apply,
-    /// Left to the runner (inline projection).
-    Leave,
-}
-
-/// Applies the post events in log order; true when each of them changed its row (or found it
-/// already there, for a creation).
-async fn apply_events(
-    conn: &mut PgConnection,
-    events: &[StoredEvent],
-    deletes: Deletes,
-) -> Result<bool, ProjectionError> {
-    // Runs of consecutive creations go in one statement (a rebuild is mostly those); any
-    // other event first flushes the run, so the log's order is kept.
-    let mut created = NewPosts::default();
-    let mut all_applied = true;
-    for event in events.iter().filter(|e| e.aggregate_type == "post") {
-        let parsed = PostEvent::deserialize(&event.payload)
-            .map_err(|e| ProjectionError::bad_event(event, e))?;
-        let id = uuid::Uuid::parse_str(&event.aggregate_id)
-            .map_err(|e| ProjectionError::bad_event(event, e))?;
-        match parsed {
-            PostEvent::Created {
-                author_id,
-                title,
-                body,
-                tags,
-                created_at,
-                ..
-            } => created.push(
-                id,
-                *author_id.as_uuid(),
-                title,
-                body,
-                &tags,
-                created_at,
-                event.sequence,
-            ),
-            PostEvent::Deleted { .. } if deletes == Deletes::Leave => all_applied = false,
-            other => {
-                created.flush(conn).await?;
-                let changed = apply_one(conn, id, event.sequence, other).await?;
-                all_applied &= changed > 0;
+        // Runs of consecutive creations go in one statement (a rebuild is mostly those); any
+        // other event first flushes the run, so the log's order is kept.
+        let mut created = NewPosts::default();
+        for event in events.iter().filter(|e| e.aggregate_type == "post") {
+            let parsed = PostEvent::deserialize(&event.payload)
+                .map_err(|e| ProjectionError::bad_event(event, e))?;
+            let id = uuid::Uuid::parse_str(&event.aggregate_id)
+                .map_err(|e| ProjectionError::bad_event(event, e))?;
+            match parsed {
+                PostEvent::Created {
+                    author_id,
+                    title,
+                    body,
+                    tags,
+                    created_at,
+                    ..
+                } => created.push(
+                    id,
+                    *author_id.as_uuid(),
+                    title,
+                    body,
+                    &tags,
+                    created_at,
+                    event.sequence,
+                ),
+                other => {
+                    created.flush(conn).await?;
+                    apply_one(conn, id, event.sequence, other).await?;
+                }
             }
         }
+        created.flush(conn).await?;
+        Ok(())
     }
-    created.flush(conn).await?;
-    Ok(all_applied)
 }
 
+/// `post.created` rows waiting to be inserted together.
 #[derive(Default)]
 struct NewPosts {
     ids: Vec<uuid::Uuid>,
@@ -169,17 +128,15 @@ impl NewPosts {
 
 const TAG_SEPARATOR: &str = "\u{1f}";
 
-/// One non-creation event; how many rows it changed. Every statement only moves a row to a
-/// higher version, so applying an event again (or after a later one) changes nothing.
 async fn apply_one(
     conn: &mut PgConnection,
     id: uuid::Uuid,
     version: i64,
     event: PostEvent,
-) -> Result<u64, sqlx::Error> {
-    let done = match event {
+) -> Result<(), sqlx::Error> {
+    match event {
         // Batched by the caller.
-        PostEvent::Created { .. } => return Ok(1),
+        PostEvent::Created { .. } => {}
         PostEvent::Updated {
             title,
             body,
@@ -187,8 +144,7 @@ async fn apply_one(
             updated_at,
         } => {
             sqlx::query(
-                "UPDATE posts_view SET title = $2, body = $3, tags = $4, updated_at = $5, version = $6
-                  WHERE id = $1 AND version < $6",
+                "UPDATE posts_view SET title = $2, body = $3, tags = $4, updated_at = $5, version = $6 WHERE id = $1",
             )
             .bind(id)
             .bind(title)
@@ -197,38 +153,36 @@ async fn apply_one(
             .bind(updated_at)
             .bind(version)
             .execute(&mut *conn)
-            .await?
+            .await?;
         }
         PostEvent::Published { published_at } => {
             sqlx::query(
-                "UPDATE posts_view SET status = 'published', published_at = $2, updated_at = $2, version = $3
-                  WHERE id = $1 AND version < $3",
+                "UPDATE posts_view SET status = 'published', published_at = $2, updated_at = $2, version = $3 WHERE id = $1",
             )
             .bind(id)
             .bind(published_at)
             .bind(version)
             .execute(&mut *conn)
-            .await?
+            .await?;
         }
         PostEvent::Unpublished { unpublished_at } => {
             sqlx::query(
-                "UPDATE posts_view SET status = 'draft', published_at = NULL, updated_at = $2, version = $3
-                  WHERE id = $1 AND version < $3",
+                "UPDATE posts_view SET status = 'draft', published_at = NULL, updated_at = $2, version = $3 WHERE id = $1",
             )
             .bind(id)
             .bind(unpublished_at)
             .bind(version)
             .execute(&mut *conn)
-            .await?
+            .await?;
         }
         PostEvent::Deleted { .. } => {
             sqlx::query("DELETE FROM posts_view WHERE id = $1")
                 .bind(id)
                 .execute(&mut *conn)
-                .await?
+                .await?;
         }
-    };
-    Ok(done.rows_affected())
+    }
+    Ok(())
 }
 
 /// A row of `posts_view`, as queries return it.

@@ -14,12 +14,9 @@
 //! so only the loser sees the conflict. When the connection broke under the statement, its
 //! outcome is unknown for every command of the group alike, and each resolves its own.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use cqrs_es::persist::SerializedEvent;
-use projections::inline::InlineProjection;
-use projections::log::StoredEvent;
 use projections::Position;
 use sqlx::{PgPool, Row};
 use tokio::sync::{oneshot, Semaphore};
@@ -31,11 +28,7 @@ const MAX_GROUP: usize = 128;
 
 /// What became of a command's events in its group.
 pub enum Grouped {
-    /// `projected`: the inline projection shows every event of the group.
-    Appended {
-        position: Position,
-        projected: bool,
-    },
+    Appended(Position),
     /// The group could not go in as a whole; append alone.
     Alone,
     /// The connection broke during the group's statement: committed or not, nobody knows yet.
@@ -53,24 +46,17 @@ struct Pending {
 
 pub struct GroupCommit {
     pool: PgPool,
-    inline: Option<Arc<dyn InlineProjection>>,
     queue: Mutex<Vec<Pending>>,
     flushers: Semaphore,
 }
 
 impl GroupCommit {
-    pub fn new(pool: PgPool, inline: Option<Arc<dyn InlineProjection>>) -> Self {
+    pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            inline,
             queue: Mutex::new(Vec::new()),
             flushers: Semaphore::new(FLUSHERS),
         }
-    }
-
-    /// One command's events alone, with the inline projection if there is one.
-    pub async fn insert_alone(&self, events: &[SerializedEvent]) -> Result<Inserted, sqlx::Error> {
-        insert(&self.pool, events.iter(), self.inline.as_deref()).await
     }
 
     /// Appends one command's events (one aggregate, contiguous sequences) with whatever other
@@ -107,25 +93,22 @@ impl GroupCommit {
 
     async fn append_group(&self, group: Vec<Pending>) {
         metrics::histogram!("chronicle_append_group_size").record(group.len() as f64);
-        let result = insert(
-            &self.pool,
-            group.iter().flat_map(|p| &p.events),
-            self.inline.as_deref(),
-        )
-        .await;
+        let result = insert(&self.pool, group.iter().flat_map(|p| &p.events)).await;
         match result {
-            Ok(inserted) => {
+            Ok(positions) => {
                 for pending in group {
                     let position = pending
                         .events
                         .iter()
-                        .filter_map(|e| inserted.position_of(&e.aggregate_id, e.sequence))
+                        .filter_map(|e| {
+                            positions
+                                .iter()
+                                .find(|(id, seq, _)| *id == e.aggregate_id && *seq == e.sequence)
+                                .map(|(_, _, p)| *p)
+                        })
                         .max();
                     let _ = pending.reply.send(match position {
-                        Some(position) => Grouped::Appended {
-                            position,
-                            projected: inserted.projected,
-                        },
+                        Some(position) => Grouped::Appended(position),
                         None => Grouped::Failed {
                             unavailable: false,
                             message: "the append returned no row for a command".into(),
@@ -186,98 +169,12 @@ fn take_group(queue: &mut Vec<Pending>) -> Vec<Pending> {
     group
 }
 
-/// What an insert wrote: each row's position by `(aggregate_id, sequence)`, and whether the
-/// inline projection shows all of them.
-pub struct Inserted {
-    positions: HashMap<(String, usize), Position>,
-    pub projected: bool,
-}
-
-impl Inserted {
-    pub fn position_of(&self, aggregate_id: &str, sequence: usize) -> Option<Position> {
-        self.positions
-            .get(&(aggregate_id.to_owned(), sequence))
-            .copied()
-    }
-
-    pub fn last(&self) -> Option<Position> {
-        self.positions.values().max().copied()
-    }
-}
-
-/// Appends any number of events of any aggregates in one statement; with an inline projection,
-/// in one transaction with it.
+/// One statement for any number of events of any aggregates; `(aggregate_id, sequence,
+/// position)` of each row.
 pub async fn insert<'a>(
     pool: &PgPool,
-    events: impl Iterator<Item = &'a SerializedEvent> + Clone,
-    inline: Option<&dyn InlineProjection>,
-) -> Result<Inserted, sqlx::Error> {
-    let Some(inline) = inline else {
-        let rows = insert_rows(&mut *pool.acquire().await?, events).await?;
-        return Ok(Inserted {
-            positions: rows
-                .into_iter()
-                .map(|r| ((r.aggregate_id, r.sequence), r.position))
-                .collect(),
-            projected: false,
-        });
-    };
-    // Until COMMIT is sent, a broken connection means nothing was written: only the COMMIT's
-    // own failure leaves the outcome unknown.
-    let before_commit = crate::db::NotCommitted::before_commit;
-    let mut tx = pool.begin().await.map_err(before_commit)?;
-    let rows = insert_rows(&mut tx, events.clone())
-        .await
-        .map_err(before_commit)?;
-    let by_key: HashMap<(&str, usize), &InsertedRow> = rows
-        .iter()
-        .map(|r| ((r.aggregate_id.as_str(), r.sequence), r))
-        .collect();
-    let mut stored: Vec<StoredEvent> = events
-        .filter_map(|e| {
-            let row = by_key.get(&(e.aggregate_id.as_str(), e.sequence))?;
-            Some(StoredEvent {
-                event_id: row.event_id,
-                position: row.position,
-                aggregate_type: e.aggregate_type.clone(),
-                aggregate_id: e.aggregate_id.clone(),
-                sequence: e.sequence as i64,
-                event_type: e.event_type.clone(),
-                event_version: e.event_version.clone(),
-                payload: e.payload.clone(),
-                metadata: e.metadata.clone(),
-                recorded_at: row.recorded_at,
-            })
-        })
-        .collect();
-    stored.sort_by_key(|e| e.position);
-    let projected = match inline.apply_inline(&mut tx, &stored).await {
-        Ok(projected) => projected,
-        Err(projections::runner::ProjectionError::Database(e)) => return Err(before_commit(e)),
-        Err(other) => return Err(sqlx::Error::Decode(Box::new(other))),
-    };
-    tx.commit().await?;
-    Ok(Inserted {
-        positions: rows
-            .into_iter()
-            .map(|r| ((r.aggregate_id, r.sequence), r.position))
-            .collect(),
-        projected,
-    })
-}
-
-struct InsertedRow {
-    aggregate_id: String,
-    sequence: usize,
-    event_id: uuid::Uuid,
-    recorded_at: chrono::DateTime<chrono::Utc>,
-    position: Position,
-}
-
-async fn insert_rows<'a>(
-    conn: &mut sqlx::PgConnection,
     events: impl Iterator<Item = &'a SerializedEvent>,
-) -> Result<Vec<InsertedRow>, sqlx::Error> {
+) -> Result<Vec<(String, usize, Position)>, sqlx::Error> {
     let mut types = Vec::new();
     let mut ids = Vec::new();
     let mut sequences = Vec::new();
@@ -302,8 +199,7 @@ async fn insert_rows<'a>(
            FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
                 WITH ORDINALITY AS e(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n)
           ORDER BY e.n
-         RETURNING aggregate_id, sequence, event_id, recorded_at,
-                   transaction_id::text::bigint AS transaction_id, position",
+         RETURNING aggregate_id, sequence, transaction_id::text::bigint AS transaction_id, position",
     )
     .bind(&types)
     .bind(&ids)
@@ -312,17 +208,15 @@ async fn insert_rows<'a>(
     .bind(&versions)
     .bind(&payloads)
     .bind(&metadata)
-    .fetch_all(&mut *conn)
+    .fetch_all(pool)
     .await?;
     rows.iter()
         .map(|row| {
-            Ok(InsertedRow {
-                aggregate_id: row.try_get("aggregate_id")?,
-                sequence: row.try_get::<i64, _>("sequence")? as usize,
-                event_id: row.try_get("event_id")?,
-                recorded_at: row.try_get("recorded_at")?,
-                position: Position::new(row.try_get("transaction_id")?, row.try_get("position")?),
-            })
+            Ok((
+                row.try_get::<String, _>("aggregate_id")?,
+                row.try_get::<i64, _>("sequence")? as usize,
+                Position::new(row.try_get("transaction_id")?, row.try_get("position")?),
+            ))
         })
         .collect()
 }

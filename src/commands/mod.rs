@@ -66,9 +66,6 @@ pub struct Executed<A: Aggregate> {
     pub version: u64,
     /// Where the last appended event sits in the global log; `None` when nothing was appended.
     pub position: Option<Position>,
-    /// The read model the aggregate's inline projection wrote the events to, when it could
-    /// write all of them: that one needs no waiting for.
-    pub projected: Option<&'static str>,
     pub events: Vec<A::Event>,
 }
 
@@ -129,7 +126,6 @@ struct Cached<A> {
 /// and the typed outcome, in a loop that retries races on fresh state.
 pub struct CommandBus<A: Aggregate> {
     log: EventLog<A>,
-    inline_read_model: Option<&'static str>,
     services: A::Services,
     cache: Mutex<LruCache<String, Cached<A>>>,
 }
@@ -143,19 +139,9 @@ where
     A::Services: 'static,
 {
     pub fn new(pool: PgPool, services: A::Services) -> Self {
-        Self::with_inline(pool, services, None)
-    }
-
-    /// A bus whose appends also write `inline`'s read model in their transaction.
-    pub fn with_inline(
-        pool: PgPool,
-        services: A::Services,
-        inline: Option<Arc<dyn projections::inline::InlineProjection>>,
-    ) -> Self {
         let capacity = NonZeroUsize::new(CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN);
         Self {
-            inline_read_model: inline.as_ref().map(|p| p.read_model()),
-            log: EventLog::new(pool, no_upcasters, inline),
+            log: EventLog::new(pool, no_upcasters),
             services,
             cache: Mutex::new(LruCache::new(capacity)),
         }
@@ -264,7 +250,6 @@ where
                     state: aggregate,
                     version: sequence,
                     position,
-                    projected: None,
                     events,
                 });
             }
@@ -273,14 +258,13 @@ where
                 .append(&aggregate_id, sequence, &events, &metadata)
                 .await
             {
-                Ok(appended) => {
+                Ok(position) => {
                     let version = sequence + events.len() as u64;
                     self.remember(&aggregate_id, &aggregate, version);
                     return Ok(Executed {
                         state: aggregate,
                         version,
-                        position: Some(appended.position),
-                        projected: self.inline_read_model.filter(|_| appended.projected),
+                        position: Some(position),
                         events,
                     });
                 }

@@ -16,7 +16,7 @@ use cqrs_es::{Aggregate, EventEnvelope};
 use projections::Position;
 use sqlx::{PgPool, Row};
 
-use super::group::{GroupCommit, Grouped};
+use super::group::{self, GroupCommit, Grouped};
 
 /// Why an append or a load did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -49,22 +49,10 @@ pub struct EventLog<A: Aggregate> {
     _aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
-/// Where a command's events landed; `projected` when the aggregate's inline projection (if it
-/// has one) already shows them, so its answer need not wait for the runner.
-#[derive(Debug, Clone, Copy)]
-pub struct Appended {
-    pub position: Position,
-    pub projected: bool,
-}
-
 impl<A: Aggregate> EventLog<A> {
-    pub fn new(
-        pool: PgPool,
-        upcasters: UpcasterFactory,
-        inline: Option<std::sync::Arc<dyn projections::inline::InlineProjection>>,
-    ) -> Self {
+    pub fn new(pool: PgPool, upcasters: UpcasterFactory) -> Self {
         Self {
-            group: GroupCommit::new(pool.clone(), inline),
+            group: GroupCommit::new(pool.clone()),
             pool,
             upcasters: upcasters(),
             _aggregate: std::marker::PhantomData,
@@ -138,7 +126,7 @@ impl<A: Aggregate> EventLog<A> {
         after: u64,
         events: &[A::Event],
         metadata: &HashMap<String, String>,
-    ) -> Result<Appended, StoreError> {
+    ) -> Result<Position, StoreError> {
         let serialized = events
             .iter()
             .enumerate()
@@ -152,32 +140,19 @@ impl<A: Aggregate> EventLog<A> {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::Internal(Box::new(e)))?;
-        // An outcome learnt by `resolve` does not say whether the inline projection ran with
-        // it, so such an answer waits for the runner.
-        let unprojected = |position| Appended {
-            position,
-            projected: false,
-        };
         match self.group.append(serialized.clone()).await {
-            Grouped::Appended {
-                position,
-                projected,
-            } => Ok(Appended {
-                position,
-                projected,
-            }),
+            Grouped::Appended(position) => Ok(position),
             Grouped::Alone => match self.insert(&serialized).await {
-                Ok(appended) => Ok(appended),
-                Err(err) if crate::db::outcome_unknown(&err) => self
-                    .resolve(&serialized, err)
-                    .await
-                    .map(|a| unprojected(a.position)),
+                Ok(position) => Ok(position),
+                Err(err) if crate::db::outcome_unknown(&err) => {
+                    self.resolve(&serialized, err).await
+                }
                 Err(err) => Err(err.into()),
             },
-            Grouped::Unknown(message) => self
-                .resolve(&serialized, sqlx::Error::Protocol(message))
-                .await
-                .map(|a| unprojected(a.position)),
+            Grouped::Unknown(message) => {
+                self.resolve(&serialized, sqlx::Error::Protocol(message))
+                    .await
+            }
             Grouped::Failed {
                 unavailable: true,
                 message,
@@ -195,7 +170,7 @@ impl<A: Aggregate> EventLog<A> {
         &self,
         serialized: &[SerializedEvent],
         first: sqlx::Error,
-    ) -> Result<Appended, StoreError> {
+    ) -> Result<Position, StoreError> {
         tracing::warn!(error = %first, "the connection broke during an append; resolving its outcome");
         let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
         let mut pause = std::time::Duration::from_millis(100);
@@ -203,16 +178,17 @@ impl<A: Aggregate> EventLog<A> {
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_secs(1));
-            let attempt = match self.insert(serialized).await {
-                Ok(appended) => return Ok(appended),
+            // The deadline bounds each attempt too: one waiting for a pooled connection would
+            // otherwise run the whole acquire timeout past it.
+            let Ok(attempt) = tokio::time::timeout_at(deadline, self.insert(serialized)).await
+            else {
+                break;
+            };
+            let attempt = match attempt {
+                Ok(position) => return Ok(position),
                 Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                     match self.stored_as_ours(serialized).await {
-                        Ok(Some(position)) => {
-                            return Ok(Appended {
-                                position,
-                                projected: false,
-                            })
-                        }
+                        Ok(Some(position)) => return Ok(position),
                         Ok(None) => return Err(StoreError::Conflict),
                         Err(e) => e,
                     }
@@ -230,15 +206,13 @@ impl<A: Aggregate> EventLog<A> {
     }
 
     /// One command's events alone.
-    async fn insert(&self, serialized: &[SerializedEvent]) -> Result<Appended, sqlx::Error> {
-        let inserted = self.group.insert_alone(serialized).await?;
-        let position = inserted
-            .last()
-            .ok_or_else(|| sqlx::Error::Protocol("the append returned no rows".into()))?;
-        Ok(Appended {
-            position,
-            projected: inserted.projected,
-        })
+    async fn insert(&self, serialized: &[SerializedEvent]) -> Result<Position, sqlx::Error> {
+        group::insert(&self.pool, serialized.iter())
+            .await?
+            .into_iter()
+            .map(|(_, _, position)| position)
+            .max()
+            .ok_or_else(|| sqlx::Error::Protocol("the append returned no rows".into()))
     }
 
     /// The position of these events if the log holds exactly them at their sequences.

@@ -73,9 +73,8 @@ pub async fn caught_up(state: &AppState, read_models: &[&str], position: Option<
 }
 
 /// A command's answer: the view of the aggregate's state after it, given once the read models
-/// that serve the following reads have applied its events (at once when the append's inline
-/// projection wrote them; else a bounded wait), marked eventual when the wait ran out or was
-/// declined. The state is the command's own result, the version its
+/// that serve the following reads have applied its events (bounded wait), marked eventual when
+/// the wait ran out or was declined. The state is the command's own result, the version its
 /// ETag names, even when a concurrent writer has already moved the read model further; the
 /// views it builds equal the read models' byte for byte (`commands::now` keeps timestamps at
 /// Postgres's precision), so nothing is read back.
@@ -86,31 +85,11 @@ pub async fn command_answer<A: cqrs_es::Aggregate, V: serde::Serialize>(
     prefer_async: bool,
     view: impl FnOnce(&A) -> V,
 ) -> crate::http::respond::Answer<V> {
-    let projected_inline = done.projected.is_some_and(|model| read_models == [model]);
-    let fresh = if projected_inline {
-        // The read model has it; what is left is the log itself (`/events`, histories,
-        // `Chronicle-Min-Position`): its events may sit behind an older open transaction for a
-        // moment, and an answer promises that they can be read. The log's tail reports that
-        // without a query.
-        prefer_async || log_readable(state, done.position).await
-    } else {
-        !prefer_async && caught_up(state, read_models, done.position).await
-    };
+    let fresh = !prefer_async && caught_up(state, read_models, done.position).await;
     crate::http::respond::Answer::ok(view(&done.state))
         .etag(done.version)
         .position(done.position)
         .eventual(!fresh)
-}
-
-/// Waits (bounded) until the log's tail in this process has read `position`.
-async fn log_readable(state: &AppState, position: Option<Position>) -> bool {
-    let Some(position) = position else {
-        return true;
-    };
-    let mut head = state.log_tail.subscribe();
-    tokio::time::timeout(CONSISTENCY_WAIT, head.wait_for(|at| *at >= position))
-        .await
-        .is_ok_and(|seen| seen.is_ok())
 }
 
 /// For queries: waits for the requested position (503 `PROJECTION_LAGGING` after the bound) and
