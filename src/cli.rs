@@ -2,12 +2,15 @@
 
 use std::io::BufRead;
 
+use aggregates::user::UserError;
 use aggregates::values::{Email, Password, UserName};
 use aggregates::Role;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::CommandMeta;
+use crate::app::accounts::Registration;
+use crate::app::AppError;
+use crate::commands::{CommandError, CommandMeta};
 use crate::config::Config;
 use crate::startup::{self, Application, BuildOptions, MIGRATOR};
 use crate::state::AppState;
@@ -198,17 +201,19 @@ async fn create_admin(config: Config, email: &str, name: &str) -> anyhow::Result
         correlation_id: format!("cli-{}", uuid::Uuid::now_v7()),
         actor_id: None,
     };
-    match crate::http::auth::register_user(&state, &meta, email, name, password, Role::Admin).await
-    {
+    let registration = Registration {
+        email,
+        name,
+        password,
+        role: Role::Admin,
+    };
+    match crate::app::accounts::register(&state, &meta, registration).await {
         Ok(done) => {
             let id = done.state.id.map(|id| id.to_string()).unwrap_or_default();
             println!("created admin {id} <{}>", done.state.email);
             Ok(())
         }
-        Err(crate::http::error::ApiError::Conflict {
-            code: "EMAIL_TAKEN",
-            ..
-        }) => {
+        Err(AppError::User(CommandError::Domain(UserError::EmailTaken))) => {
             bail!("a user with that email already exists")
         }
         Err(e) => bail!("could not create the admin: {e}"),

@@ -8,6 +8,8 @@
 //!   every error as an RFC 9457 problem ([`http::error`]); [`http::extract`] turns requests into
 //!   validated input and an authenticated [`auth::Principal`]; one module per URL collection
 //!   holds thin handlers.
+//! - [`app`] holds the use cases that span aggregates (sign-up, sign-in, sessions, password
+//!   resets); handlers and the CLI call it.
 //! - Handlers send commands through [`commands::CommandBus`], which runs the pure domain (the
 //!   `aggregates` crate, cqrs-es's `Aggregate` trait) on cached or loaded state and appends
 //!   through [`commands::store::EventLog`] to the Postgres event log.
@@ -15,6 +17,7 @@
 //! - [`fanout`] relays the log to NATS JetStream.
 //! - [`cli`] is the `chronicle` command line.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod commands;

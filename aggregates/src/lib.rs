@@ -19,32 +19,6 @@ pub use ids::{PostId, SessionId, UserId};
 /// The version every event type is written with today; upcasters handle older shapes.
 pub const EVENT_VERSION: &str = "1.0";
 
-/// A domain error that the HTTP layer can map without knowing each enum: a stable code and
-/// the class of failure it belongs to.
-pub trait DomainError: std::error::Error {
-    /// Stable, machine-readable code, e.g. `INVALID_STATE_TRANSITION`.
-    fn code(&self) -> &'static str;
-    /// What kind of failure this is.
-    fn kind(&self) -> ErrorKind;
-}
-
-/// The classes of domain failure; each maps to one HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    NotFound,
-    Forbidden,
-    Conflict,
-    VersionMismatch,
-    Invalid,
-    Unauthenticated,
-    /// The caller asked too often; it may try again after this many seconds.
-    RateLimited {
-        retry_after_secs: u64,
-    },
-    /// A service the aggregate depends on failed; not the caller's fault.
-    Unavailable,
-}
-
 /// Rejects a command whose `If-Match` version is not the aggregate's current one.
 pub fn check_version(expected: Option<u64>, current: u64) -> Result<(), u64> {
     match expected {

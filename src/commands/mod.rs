@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use aggregates::{DomainError, UserId};
+use aggregates::UserId;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
@@ -19,7 +19,6 @@ use lru::LruCache;
 use projections::Position;
 use sqlx::PgPool;
 
-use crate::http::error::ApiError;
 use store::{EventLog, StoreError};
 
 /// Commands racing on one aggregate without `If-Match` are retried on fresh state this often.
@@ -81,28 +80,6 @@ pub enum CommandError<E: std::error::Error> {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("command failed")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl<E: DomainError> From<CommandError<E>> for ApiError {
-    fn from(err: CommandError<E>) -> Self {
-        match err {
-            CommandError::Domain(e) => ApiError::domain(&e),
-            CommandError::Conflict { precondition: true } => ApiError::PreconditionFailed {
-                detail: "the resource changed since the version in If-Match".into(),
-            },
-            CommandError::Conflict {
-                precondition: false,
-            } => ApiError::Conflict {
-                code: "CONFLICT",
-                detail: "the resource is being changed by others; try again".into(),
-            },
-            CommandError::Unavailable(cause) if cause.is::<crate::db::CommitUnknown>() => {
-                ApiError::CommitUnknown
-            }
-            CommandError::Unavailable(_) => ApiError::database_unavailable(),
-            CommandError::Internal(cause) => ApiError::internal(cause),
-        }
-    }
 }
 
 /// How a command finds the state it runs on.

@@ -2,24 +2,20 @@
 
 use std::net::SocketAddr;
 
-use aggregates::session::SessionCommand;
-use aggregates::user::{User, UserCommand};
 use aggregates::values::{Email, Password, UserName};
-use aggregates::{Role, SessionId, UserId};
+use aggregates::Role;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
-use chrono::{Duration, TimeDelta};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use validator::{Validate, ValidationErrors};
 
-use crate::auth::login_throttle::{self, Verdict};
-use crate::auth::tokens::{new_refresh_token, sha256_hex};
-use crate::commands::{CommandMeta, Executed};
-use crate::email::tokens::TokenKind;
-use crate::http::consistency::{caught_up, PreferAsync};
+use crate::app::accounts::{self, Registration};
+use crate::app::caught_up;
+use crate::app::sessions::{ClientInfo, SignedIn};
+use crate::http::consistency::PreferAsync;
 use crate::http::error::ApiError;
 use crate::http::extract::{RequestMeta, ValidatedJson};
 use crate::http::openapi::schemas::{
@@ -30,8 +26,6 @@ use crate::http::respond::Answer;
 use crate::http::validate::Rules;
 use crate::http::views::UserView;
 use crate::state::AppState;
-
-pub const REFRESH_TOKEN_DAYS: i64 = 30;
 
 /// Sign-ins change users and sessions; a `GET /me` or `/me/sessions` right after must see them.
 const READ_MODELS: &[&str] = &["users", "sessions"];
@@ -91,109 +85,29 @@ pub struct AuthAnswer {
     pub expires_in: i64,
 }
 
-/// Where a sign-in comes from, recorded on its session.
-pub struct ClientInfo {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-impl ClientInfo {
-    /// The IP is the one the rate limiter counts against (`TRUSTED_PROXIES` honoured), so a
-    /// session behind a proxy shows the client, and a client cannot write its own.
-    fn from_request(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Self {
-        Self {
-            ip: Some(state.rate_limits.client_ip(peer.ip(), headers).to_string()),
-            user_agent: headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|ua| ua.chars().take(512).collect()),
-        }
+impl AuthAnswer {
+    pub fn from_signed_in(signed_in: SignedIn) -> (Self, Option<projections::Position>) {
+        let answer = Self {
+            user: UserView::from_state(&signed_in.user),
+            access_token: signed_in.access_token,
+            refresh_token: signed_in.refresh_token,
+            token_type: "Bearer",
+            expires_in: signed_in.expires_in,
+        };
+        (answer, signed_in.position)
     }
 }
 
-/// A configured duration as the aggregate's `TimeDelta` (start bounds them, so none saturates).
-pub fn time_delta(duration: std::time::Duration) -> TimeDelta {
-    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
-}
-
-/// Registers a user: the email claim and the events are the aggregate's business; this only
-/// hashes the password first, off the runtime.
-pub async fn register_user(
-    state: &AppState,
-    meta: &CommandMeta,
-    email: Email,
-    name: UserName,
-    password: Password,
-    role: Role,
-) -> Result<Executed<User>, ApiError> {
-    let password_hash = state
-        .passwords
-        .hash(password.as_str())
-        .await
-        .map_err(ApiError::internal)?;
-    let user_id = UserId::from_uuid(uuid::Uuid::now_v7());
-    let now = crate::commands::now();
-    let command = UserCommand::Register {
-        user_id,
-        email,
-        name,
-        role,
-        password_hash,
-        verification: state
-            .email_tokens
-            .issue(TokenKind::Verification, user_id, now),
-        at: now,
-    };
-    let mut meta = meta.clone();
-    meta.actor_id.get_or_insert(user_id);
-    Ok(state
-        .users
-        .create(user_id.to_string(), command, &meta)
-        .await?)
-}
-
-async fn start_session(
-    state: &AppState,
-    meta: &RequestMeta,
-    user: UserView,
-    user_id: UserId,
-    role: Role,
-    client: ClientInfo,
-) -> Result<(AuthAnswer, Option<projections::Position>), ApiError> {
-    let session_id = SessionId::from_uuid(uuid::Uuid::now_v7());
-    let refresh_token = new_refresh_token(session_id);
-    let now = crate::commands::now();
-    let command = SessionCommand::Start {
-        session_id,
-        user_id,
-        role,
-        refresh_token_hash: sha256_hex(&refresh_token),
-        ip: client.ip,
-        user_agent: client.user_agent,
-        expires_at: now + Duration::days(REFRESH_TOKEN_DAYS),
-        max_age: time_delta(state.config.session_max_age),
-        at: now,
-    };
-    let started = state
-        .sessions
-        .create(
-            session_id.to_string(),
-            command,
-            &meta.command(Some(user_id)),
-        )
-        .await?;
-    let (access_token, expires_in) = state
-        .jwt
-        .issue_until(user_id, session_id, role, now, started.state.expires_at)
-        .map_err(ApiError::internal)?;
-    let answer = AuthAnswer {
-        user,
-        access_token,
-        refresh_token,
-        token_type: "Bearer",
-        expires_in,
-    };
-    Ok((answer, started.position))
+/// The IP is the one the rate limiter counts against (`TRUSTED_PROXIES` honoured), so a
+/// session behind a proxy shows the client, and a client cannot write its own.
+fn client_info(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> ClientInfo {
+    ClientInfo {
+        ip: Some(state.rate_limits.client_ip(peer.ip(), headers).to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect()),
+    }
 }
 
 /// Register a user.
@@ -224,37 +138,19 @@ async fn register(
     PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<RegisterRequest>,
 ) -> Result<Answer<AuthAnswer>, ApiError> {
-    let email =
-        Email::parse(&body.email).map_err(|e| ApiError::field("email", e.code, &e.message))?;
-    let name =
-        UserName::parse(&body.name).map_err(|e| ApiError::field("name", e.code, &e.message))?;
-    let password = Password::parse(&body.password)
-        .map_err(|e| ApiError::field("password", e.code, &e.message))?;
-
-    let done = register_user(
-        &state,
-        &meta.command(None),
-        email,
-        name,
-        password,
-        Role::User,
-    )
-    .await?;
-    let user = done.state;
-    let user_id = user
-        .id
-        .ok_or_else(|| ApiError::internal("registered user without id"))?;
-    let (answer, position) = start_session(
-        &state,
-        &meta,
-        UserView::from_state(&user),
-        user_id,
-        user.role,
-        ClientInfo::from_request(&state, peer, &headers),
-    )
-    .await?;
-
-    // The session's events come after the user's, so waiting for them covers both.
+    let registration = Registration {
+        email: Email::parse(&body.email)
+            .map_err(|e| ApiError::field("email", e.code, &e.message))?,
+        name: UserName::parse(&body.name)
+            .map_err(|e| ApiError::field("name", e.code, &e.message))?,
+        password: Password::parse(&body.password)
+            .map_err(|e| ApiError::field("password", e.code, &e.message))?,
+        role: Role::User,
+    };
+    let client = client_info(&state, peer, &headers);
+    let signed_in = accounts::sign_up(&state, &meta.command(None), registration, client).await?;
+    let user_id = signed_in.user_id;
+    let (answer, position) = AuthAnswer::from_signed_in(signed_in);
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
     Ok(Answer::ok(answer)
         .created(format!("/api/v1/users/{user_id}"))
@@ -295,68 +191,16 @@ async fn login(
     PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<LoginRequest>,
 ) -> Result<Answer<AuthAnswer>, ApiError> {
-    // Counted before any password work: a throttled account costs no argon2 either.
-    let account = login_throttle::account_key(&state.config.jwt_secret, &body.email)
-        .map_err(ApiError::internal)?;
-    let attempt = match login_throttle::begin(
-        &state.pool,
-        state.config.login_failures_per_account,
-        account,
-    )
-    .await
-    .map_err(ApiError::internal)?
-    {
-        Verdict::Allowed(attempt) => attempt,
-        Verdict::Throttled { retry_after_secs } => {
-            tracing::warn!("sign-in refused: too many failed sign-ins to one account");
-            return Err(ApiError::RateLimited { retry_after_secs });
-        }
-    };
-    let owner = match Email::parse(&body.email) {
-        Ok(email) => state
-            .emails
-            .owner_of(&email)
-            .await
-            .map_err(ApiError::internal)?,
-        Err(_) => None,
-    };
-    let user = match owner {
-        Some(user_id) => {
-            let (user, _) = state.users.load(&user_id.to_string()).await?;
-            user.id.map(|_| user)
-        }
-        None => None,
-    };
-    let Some(user) = user else {
-        state
-            .passwords
-            .verify_dummy(&body.password)
-            .await
-            .map_err(ApiError::internal)?;
-        return Err(ApiError::invalid_credentials());
-    };
-    let password_ok = state
-        .passwords
-        .verify(&body.password, &user.password_hash)
-        .await
-        .map_err(ApiError::internal)?;
-    let active = user.status == aggregates::user::UserStatus::Active;
-    let (Some(user_id), true, true) = (user.id, password_ok, active) else {
-        return Err(ApiError::invalid_credentials());
-    };
-    login_throttle::succeeded(&state.pool, attempt)
-        .await
-        .map_err(ApiError::internal)?;
-
-    let (answer, position) = start_session(
+    let client = client_info(&state, peer, &headers);
+    let signed_in = accounts::sign_in(
         &state,
-        &meta,
-        UserView::from_state(&user),
-        user_id,
-        user.role,
-        ClientInfo::from_request(&state, peer, &headers),
+        &meta.command(None),
+        &body.email,
+        &body.password,
+        client,
     )
     .await?;
+    let (answer, position) = AuthAnswer::from_signed_in(signed_in);
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
     Ok(Answer::ok(answer).position(position).eventual(!fresh))
 }

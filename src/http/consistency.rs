@@ -1,18 +1,14 @@
 //! Read-your-writes: commands wait (bounded) for the read models that serve their answer, and
 //! queries honour `Chronicle-Min-Position` and report the position their read models are at.
 
-use std::time::Duration;
-
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderName;
 use projections::Position;
 
+use crate::app::{caught_up, CONSISTENCY_WAIT};
 use crate::http::error::{ApiError, FieldError};
 use crate::state::AppState;
-
-/// The bound on every read-your-writes wait.
-pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
 
 pub static CHRONICLE_MIN_POSITION: HeaderName = HeaderName::from_static("chronicle-min-position");
 
@@ -56,19 +52,6 @@ impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
                     "must be a token from a Chronicle-Position header",
                 )],
             })
-    }
-}
-
-/// Waits until `read_models` have applied `position`. False when the bound ran out.
-pub async fn caught_up(state: &AppState, read_models: &[&str], position: Option<Position>) -> bool {
-    match position {
-        Some(position) => {
-            state
-                .progress
-                .wait_for(read_models, position, CONSISTENCY_WAIT)
-                .await
-        }
-        None => true,
     }
 }
 

@@ -1,24 +1,17 @@
 //! `/auth/password-reset`: a reset link by email for whoever owns an active account, and the
 //! confirmation that sets a new password with it and ends every session.
 
-use std::time::Duration;
-
-use aggregates::user::UserCommand;
 use aggregates::values::{Email, Password, ValueError};
-use aggregates::{Actor, UserId};
 use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
-use tokio::time::Instant;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use validator::{Validate, ValidationErrors};
 
-use crate::commands::CommandError;
-use crate::email::store::reset_token_owner;
-use crate::email::tokens::{self, TokenKind};
-use crate::http::consistency::caught_up;
+use crate::app::accounts;
+use crate::app::caught_up;
 use crate::http::error::ApiError;
 use crate::http::extract::{RequestMeta, ValidatedJson};
 use crate::http::openapi::schemas::{
@@ -29,10 +22,6 @@ use crate::http::respond::no_content;
 use crate::http::users::{sent, Sent};
 use crate::http::validate::Rules;
 use crate::state::AppState;
-
-/// Every reset request answers no sooner than this, so an unknown, a deactivated and an
-/// active account (which appends an event) take about the same time.
-const ANSWER_FLOOR: Duration = Duration::from_millis(250);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -108,33 +97,9 @@ async fn request_password_reset(
     meta: RequestMeta,
     ValidatedJson(body): ValidatedJson<PasswordResetRequest>,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     let email =
         Email::parse(&body.email).map_err(|e| ApiError::field("email", e.code, &e.message))?;
-    let owner = state
-        .emails
-        .owner_of(&email)
-        .await
-        .map_err(ApiError::internal)?;
-    if let Some(user_id) = owner {
-        let now = crate::commands::now();
-        let command = UserCommand::RequestPasswordReset {
-            token: state
-                .email_tokens
-                .issue(TokenKind::PasswordReset, user_id, now),
-            at: now,
-        };
-        match state
-            .users
-            .execute(user_id.to_string(), command, &meta.command(None), true)
-            .await
-        {
-            // Deactivated, or past the hourly limit: nothing is mailed, and nothing says so.
-            Ok(_) | Err(CommandError::Domain(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    tokio::time::sleep_until(started + ANSWER_FLOOR).await;
+    accounts::request_password_reset(&state, &meta.command(None), &email).await?;
     Ok(sent())
 }
 
@@ -163,44 +128,10 @@ async fn confirm_password_reset(
     meta: RequestMeta,
     ValidatedJson(body): ValidatedJson<PasswordResetConfirmation>,
 ) -> Result<Response, ApiError> {
-    let invalid_token =
-        || ApiError::field("token", "INVALID", "the token is wrong, used or expired");
-    let token_hash = tokens::hash(&body.token);
-    // Unknown tokens stop here, before any password hashing work is spent on them.
-    let user_id = reset_token_owner(&state.pool, &token_hash)
-        .await
-        .map_err(ApiError::internal)?
-        .map(UserId::from_uuid)
-        .ok_or_else(invalid_token)?;
-    let new_password_hash = state
-        .passwords
-        .hash(&body.new_password)
-        .await
-        .map_err(ApiError::internal)?;
-    let command = UserCommand::ResetPassword {
-        token_hash,
-        new_password_hash,
-        at: crate::commands::now(),
-    };
-    let done = state
-        .users
-        .execute(
-            user_id.to_string(),
-            command,
-            &meta.command(Some(user_id)),
-            true,
-        )
-        .await?;
-    let revoked = crate::http::sessions::revoke_sessions_of(
-        &state,
-        &meta.command(Some(user_id)),
-        Actor::System,
-        user_id,
-        None,
-        "password reset",
-    )
-    .await?;
-    let position = revoked.or(done.position);
+    let new_password = Password::parse(&body.new_password)
+        .map_err(|e| ApiError::field("new_password", e.code, &e.message))?;
+    let position =
+        accounts::reset_password(&state, &meta.command(None), &body.token, &new_password).await?;
     let fresh = caught_up(&state, &["users", "sessions"], position).await;
     Ok(no_content(position, !fresh))
 }

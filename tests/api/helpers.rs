@@ -530,13 +530,15 @@ impl TestApp {
             correlation_id: "test".into(),
             actor_id: None,
         };
-        chronicle::http::auth::register_user(
+        chronicle::app::accounts::register(
             &self.state,
             &meta,
-            aggregates::values::Email::parse(email).expect("email"),
-            aggregates::values::UserName::parse("Admin").expect("name"),
-            aggregates::values::Password::parse(ADMIN_PASSWORD).expect("password"),
-            aggregates::Role::Admin,
+            chronicle::app::accounts::Registration {
+                email: aggregates::values::Email::parse(email).expect("email"),
+                name: aggregates::values::UserName::parse("Admin").expect("name"),
+                password: aggregates::values::Password::parse(ADMIN_PASSWORD).expect("password"),
+                role: aggregates::Role::Admin,
+            },
         )
         .await
         .expect("admin created");

@@ -154,16 +154,19 @@ pub async fn admin_token(database_url: &str, base: &str) -> String {
     let state =
         chronicle::state::AppState::new(crate::helpers::test_config(database_url, &[]), pool);
     let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
-    chronicle::http::auth::register_user(
+    chronicle::app::accounts::register(
         &state,
         &chronicle::commands::CommandMeta {
             correlation_id: "fault-test".into(),
             actor_id: None,
         },
-        aggregates::values::Email::parse(&email).expect("email"),
-        aggregates::values::UserName::parse("Admin").expect("name"),
-        aggregates::values::Password::parse(crate::helpers::ADMIN_PASSWORD).expect("password"),
-        aggregates::Role::Admin,
+        chronicle::app::accounts::Registration {
+            email: aggregates::values::Email::parse(&email).expect("email"),
+            name: aggregates::values::UserName::parse("Admin").expect("name"),
+            password: aggregates::values::Password::parse(crate::helpers::ADMIN_PASSWORD)
+                .expect("password"),
+            role: aggregates::Role::Admin,
+        },
     )
     .await
     .expect("admin created");

@@ -1,7 +1,5 @@
 //! Why a post command was refused.
 
-use crate::{DomainError, ErrorKind};
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PostError {
     #[error("post not found")]
@@ -18,30 +16,4 @@ pub enum PostError {
     AlreadyPublished,
     #[error("the post is not published")]
     NotPublished,
-}
-
-impl DomainError for PostError {
-    fn code(&self) -> &'static str {
-        match self {
-            PostError::NotFound => "NOT_FOUND",
-            PostError::AlreadyExists => "CONFLICT",
-            PostError::Forbidden => "FORBIDDEN",
-            PostError::AuthorRequired => "FORBIDDEN",
-            PostError::VersionMismatch { .. } => "PRECONDITION_FAILED",
-            PostError::AlreadyPublished => "INVALID_STATE_TRANSITION",
-            PostError::NotPublished => "INVALID_STATE_TRANSITION",
-        }
-    }
-
-    fn kind(&self) -> ErrorKind {
-        match self {
-            PostError::NotFound => ErrorKind::NotFound,
-            PostError::AlreadyExists => ErrorKind::Conflict,
-            PostError::Forbidden => ErrorKind::Forbidden,
-            PostError::AuthorRequired => ErrorKind::Forbidden,
-            PostError::VersionMismatch { .. } => ErrorKind::VersionMismatch,
-            PostError::AlreadyPublished => ErrorKind::Conflict,
-            PostError::NotPublished => ErrorKind::Conflict,
-        }
-    }
 }

@@ -12,7 +12,6 @@ use crate::actor::{Actor, Role};
 use crate::ids::{PostId, UserId};
 use crate::post::{Post, PostCommand, PostError, PostEvent, PostStatus};
 use crate::values::{PostBody, PostTitle, Tags};
-use crate::{DomainError, ErrorKind};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures.
@@ -675,36 +674,6 @@ fn deleting_with_a_stale_expected_version_is_rejected() {
 // ---------------------------------------------------------------------------------------------
 // Errors, replay and the stored form.
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn post_errors_map_to_their_stable_codes_and_kinds() {
-    let cases = [
-        (PostError::NotFound, "NOT_FOUND", ErrorKind::NotFound),
-        (PostError::AlreadyExists, "CONFLICT", ErrorKind::Conflict),
-        (PostError::Forbidden, "FORBIDDEN", ErrorKind::Forbidden),
-        (PostError::AuthorRequired, "FORBIDDEN", ErrorKind::Forbidden),
-        (
-            PostError::VersionMismatch { current: 4 },
-            "PRECONDITION_FAILED",
-            ErrorKind::VersionMismatch,
-        ),
-        (
-            PostError::AlreadyPublished,
-            "INVALID_STATE_TRANSITION",
-            ErrorKind::Conflict,
-        ),
-        (
-            PostError::NotPublished,
-            "INVALID_STATE_TRANSITION",
-            ErrorKind::Conflict,
-        ),
-    ];
-
-    for (error, code, kind) in cases {
-        assert_eq!(error.code(), code, "code of {error:?}");
-        assert_eq!(error.kind(), kind, "kind of {error:?}");
-    }
-}
 
 async fn handle(post: &mut Post, command: PostCommand) -> Vec<PostEvent> {
     let sink = EventSink::default();

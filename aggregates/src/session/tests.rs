@@ -11,7 +11,6 @@ use uuid::Uuid;
 use crate::actor::{Actor, Role};
 use crate::ids::{SessionId, UserId};
 use crate::session::{Session, SessionCommand, SessionError, SessionEvent, SessionStatus};
-use crate::{DomainError, ErrorKind};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures.
@@ -611,40 +610,6 @@ fn marking_a_session_that_was_never_started_compromised_is_not_found() {
 // ---------------------------------------------------------------------------------------------
 // Errors, replay and the stored form.
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn session_errors_map_to_their_stable_codes_and_kinds() {
-    let cases = [
-        (SessionError::NotFound, "NOT_FOUND", ErrorKind::NotFound),
-        (
-            SessionError::AlreadyStarted,
-            "CONFLICT",
-            ErrorKind::Conflict,
-        ),
-        (
-            SessionError::Revoked,
-            "UNAUTHORIZED",
-            ErrorKind::Unauthenticated,
-        ),
-        (
-            SessionError::Expired,
-            "TOKEN_EXPIRED",
-            ErrorKind::Unauthenticated,
-        ),
-        (
-            SessionError::UnknownToken,
-            "UNAUTHORIZED",
-            ErrorKind::Unauthenticated,
-        ),
-        // Another user's session is reported as absent, so ids cannot be probed.
-        (SessionError::Forbidden, "NOT_FOUND", ErrorKind::NotFound),
-    ];
-
-    for (error, code, kind) in cases {
-        assert_eq!(error.code(), code, "code of {error:?}");
-        assert_eq!(error.kind(), kind, "kind of {error:?}");
-    }
-}
 
 async fn handle(session: &mut Session, command: SessionCommand) -> Vec<SessionEvent> {
     let sink = EventSink::default();

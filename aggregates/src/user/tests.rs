@@ -17,7 +17,6 @@ use crate::user::{
     UserCommand, UserError, UserEvent, UserServices, UserStatus, REQUESTS_PER_HOUR,
 };
 use crate::values::{Bio, Email, UserName};
-use crate::{DomainError, ErrorKind};
 
 // ---------------------------------------------------------------------------------------------
 // Test doubles for the services the aggregate needs.
@@ -1187,69 +1186,6 @@ fn deactivating_an_already_deactivated_user_is_rejected() {
 // ---------------------------------------------------------------------------------------------
 // Errors, replay and the stored form.
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn user_errors_map_to_their_stable_codes_and_kinds() {
-    let cases = [
-        (UserError::NotFound, "NOT_FOUND", ErrorKind::NotFound),
-        (
-            UserError::AlreadyRegistered,
-            "CONFLICT",
-            ErrorKind::Conflict,
-        ),
-        (UserError::EmailTaken, "EMAIL_TAKEN", ErrorKind::Conflict),
-        (UserError::Forbidden, "FORBIDDEN", ErrorKind::Forbidden),
-        (
-            UserError::VersionMismatch { current: 3 },
-            "PRECONDITION_FAILED",
-            ErrorKind::VersionMismatch,
-        ),
-        (
-            UserError::Deactivated,
-            "INVALID_STATE_TRANSITION",
-            ErrorKind::Conflict,
-        ),
-        (
-            UserError::AlreadyVerified,
-            "INVALID_STATE_TRANSITION",
-            ErrorKind::Conflict,
-        ),
-        (
-            UserError::InvalidVerificationToken,
-            "VALIDATION_ERROR",
-            ErrorKind::Invalid,
-        ),
-        (
-            UserError::InvalidResetToken,
-            "VALIDATION_ERROR",
-            ErrorKind::Invalid,
-        ),
-        (
-            UserError::TooManyRequests {
-                retry_after_secs: 7,
-            },
-            "RATE_LIMITED",
-            ErrorKind::RateLimited {
-                retry_after_secs: 7,
-            },
-        ),
-        (
-            UserError::WrongPassword,
-            "INVALID_CREDENTIALS",
-            ErrorKind::Unauthenticated,
-        ),
-        (
-            UserError::ServiceUnavailable("down".to_owned()),
-            "SERVICE_UNAVAILABLE",
-            ErrorKind::Unavailable,
-        ),
-    ];
-
-    for (error, code, kind) in cases {
-        assert_eq!(error.code(), code, "code of {error:?}");
-        assert_eq!(error.kind(), kind, "kind of {error:?}");
-    }
-}
 
 async fn handle(user: &mut User, services: &UserServices, command: UserCommand) -> Vec<UserEvent> {
     let sink = EventSink::default();

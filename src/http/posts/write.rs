@@ -9,8 +9,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use validator::{Validate, ValidationErrors};
 
+use crate::app::caught_up;
 use crate::commands::Executed;
-use crate::http::consistency::{caught_up, command_answer, PreferAsync};
+use crate::http::consistency::{command_answer, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson};
 use crate::http::openapi::schemas::{

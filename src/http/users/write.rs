@@ -1,14 +1,15 @@
 //! Commands on `/users`: admin-created users, profile changes, email verification, passwords, deactivation.
 
-use aggregates::user::{User, UserChanges, UserCommand, UserEvent};
+use aggregates::user::{UserChanges, UserCommand};
 use aggregates::values::{Bio, Email, Password, UserName};
-use aggregates::{Actor, Role, UserId};
+use aggregates::{Role, UserId};
 use axum::extract::State;
 use axum::response::Response;
 
-use crate::commands::Executed;
-use crate::http::auth::register_user;
-use crate::http::consistency::{caught_up, command_answer, PreferAsync};
+use crate::app::accounts::{self, Registration};
+use crate::app::caught_up;
+use crate::app::sessions;
+use crate::http::consistency::{command_answer, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{
     AccountManager, AdminUser, AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson,
@@ -19,7 +20,6 @@ use crate::http::openapi::schemas::{
     WriteHeaders,
 };
 use crate::http::respond::{no_content, Answer};
-use crate::http::sessions::revoke_sessions_of;
 use crate::http::users::requests::{
     invalid, ChangePasswordRequest, CreateUserRequest, ReplaceUserRequest, UpdateUserRequest,
     VerifyEmailRequest,
@@ -60,24 +60,17 @@ pub(super) async fn create_user(
     PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<CreateUserRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
-    let email = Email::parse(&body.email).map_err(invalid("email"))?;
-    let name = UserName::parse(&body.name).map_err(invalid("name"))?;
-    let password = Password::parse(&body.password).map_err(invalid("password"))?;
-    let role = body
-        .role
-        .as_deref()
-        .and_then(Role::parse)
-        .unwrap_or_default();
-
-    let done = register_user(
-        &state,
-        &meta.command(Some(admin.user_id)),
-        email,
-        name,
-        password,
-        role,
-    )
-    .await?;
+    let registration = Registration {
+        email: Email::parse(&body.email).map_err(invalid("email"))?,
+        name: UserName::parse(&body.name).map_err(invalid("name"))?,
+        password: Password::parse(&body.password).map_err(invalid("password"))?,
+        role: body
+            .role
+            .as_deref()
+            .and_then(Role::parse)
+            .unwrap_or_default(),
+    };
+    let done = accounts::register(&state, &meta.command(Some(admin.user_id)), registration).await?;
     let location = format!(
         "/api/v1/users/{}",
         done.state.id.map(|id| id.to_string()).unwrap_or_default()
@@ -149,7 +142,13 @@ pub(super) async fn update_user(
             expected_version.is_none(),
         )
         .await?;
-    end_sessions_if_deactivated(&state, &meta, &caller, id, &done).await?;
+    sessions::end_if_deactivated(
+        &state,
+        &meta.command(Some(caller.user_id)),
+        id,
+        &done.events,
+    )
+    .await?;
     Ok(command_answer(
         &state,
         READ_MODELS,
@@ -267,36 +266,16 @@ pub(super) async fn deactivate_user(
             expected_version.is_none(),
         )
         .await?;
-    let revoked = end_sessions_if_deactivated(&state, &meta, &caller, id, &done).await?;
+    let revoked = sessions::end_if_deactivated(
+        &state,
+        &meta.command(Some(caller.user_id)),
+        id,
+        &done.events,
+    )
+    .await?;
     let position = revoked.or(done.position);
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
     Ok(no_content(position, !fresh))
-}
-
-/// A deactivated user is signed out everywhere (their refresh tokens stop working too).
-async fn end_sessions_if_deactivated(
-    state: &AppState,
-    meta: &RequestMeta,
-    caller: &crate::auth::Principal,
-    user: UserId,
-    done: &Executed<User>,
-) -> Result<Option<projections::Position>, ApiError> {
-    if !done
-        .events
-        .iter()
-        .any(|e| matches!(e, UserEvent::Deactivated { .. }))
-    {
-        return Ok(None);
-    }
-    revoke_sessions_of(
-        state,
-        &meta.command(Some(caller.user_id)),
-        Actor::System,
-        user,
-        None,
-        "user deactivated",
-    )
-    .await
 }
 
 /// Verify a user's email.
@@ -389,40 +368,16 @@ pub(super) async fn change_password(
     PreferAsync(prefer_async): PreferAsync,
     ValidatedJson(body): ValidatedJson<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
-    if caller.user_id != id {
-        return Err(ApiError::Forbidden);
-    }
-    let new_password_hash = state
-        .passwords
-        .hash(&body.new_password)
-        .await
-        .map_err(ApiError::internal)?;
-    let command = UserCommand::ChangePassword {
-        actor: caller.actor(),
-        current_password: body.current_password,
-        new_password_hash,
-        at: crate::commands::now(),
-    };
-    let done = state
-        .users
-        .execute(
-            id.to_string(),
-            command,
-            &meta.command(Some(caller.user_id)),
-            true,
-        )
-        .await?;
-    // A new password signs out every other session; the one that changed it stays.
-    let revoked = revoke_sessions_of(
+    let new_password = Password::parse(&body.new_password).map_err(invalid("new_password"))?;
+    let position = accounts::change_password(
         &state,
         &meta.command(Some(caller.user_id)),
-        caller.actor(),
+        &caller,
         id,
-        caller.session_id(),
-        "password changed",
+        body.current_password,
+        &new_password,
     )
     .await?;
-    let position = revoked.or(done.position);
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
     Ok(no_content(position, !fresh))
 }

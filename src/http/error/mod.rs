@@ -7,10 +7,13 @@
 
 use std::borrow::Cow;
 
-use aggregates::{DomainError, ErrorKind};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+mod domain;
+
+pub use domain::DomainProblem;
 
 /// One invalid field: `field` is the JSON path (`tags[2]`), or the query parameter name.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -116,43 +119,12 @@ impl ApiError {
             detail: "the email or password is wrong",
         }
     }
-
-    /// Maps a domain error by its kind; the kind enum has no catch-all, so a new kind forces a
-    /// decision here.
-    pub fn domain(err: &(impl DomainError + ?Sized)) -> Self {
-        let detail = err.to_string();
-        match err.kind() {
-            ErrorKind::NotFound => Self::NotFound,
-            ErrorKind::Forbidden => Self::Forbidden,
-            ErrorKind::Conflict => Self::Conflict {
-                code: err.code(),
-                detail,
-            },
-            ErrorKind::VersionMismatch => Self::PreconditionFailed { detail },
-            ErrorKind::Invalid => Self::Validation {
-                errors: vec![FieldError::new(
-                    invalid_field_of(err.code()),
-                    "INVALID",
-                    detail,
-                )],
-            },
-            ErrorKind::Unauthenticated => Self::Unauthorized {
-                code: err.code(),
-                detail: "the credentials are not valid",
-            },
-            ErrorKind::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
-            ErrorKind::Unavailable => Self::Unavailable {
-                detail: "a dependency is unavailable; try again shortly",
-                retry_after_secs: Some(1),
-            },
-        }
-    }
 }
 
-/// The only domain errors of kind `Invalid` are the email verification and password reset
-/// tokens, both presented in a field named `token`.
-fn invalid_field_of(_code: &str) -> &'static str {
-    "token"
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::internal(err)
+    }
 }
 
 /// True when the cause is the database being unreachable (connection refused, pool timed out),
