@@ -9,15 +9,15 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use validator::Validate;
 
 use crate::auth::api_keys::{self, ApiKeyRow};
-use crate::http::error::ApiError;
-use crate::http::extract::{AdminUser, PathId, ValidatedJson};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::extract::{AdminUser, Parsed, PathId};
 use crate::http::openapi::schemas::{
     self, ApiKeyView, BadRequest, Data, Forbidden, IdPath, Items, NewApiKey, NotFound,
     PayloadTooLarge, Unauthorized, UnsupportedMediaType, ValidationFailed,
 };
+use crate::http::parse::{one_of, Fields, Parse};
 use crate::http::respond::Answer;
 use crate::state::AppState;
 
@@ -27,26 +27,41 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_key))
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// The role the key acts with: `admin` (the default) or `user`.
-    #[validate(custom(function = "valid_role"))]
     #[schema(value_type = Option<schemas::Role>)]
     pub role: Option<String>,
 }
 
-fn valid_role(role: &str) -> Result<(), validator::ValidationError> {
-    match Role::parse(role) {
-        Some(_) => Ok(()),
-        None => {
-            let mut error = validator::ValidationError::new("ENUM");
-            error.message = Some("must be user or admin".into());
-            Err(error)
-        }
+/// A key to issue, parsed.
+pub struct NewKey {
+    name: String,
+    role: Role,
+}
+
+impl Parse for CreateKeyRequest {
+    type Output = NewKey;
+
+    fn parse(self) -> Result<NewKey, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let name = fields.text("name", self.name, 1, 100);
+        let role = one_of(
+            &mut fields,
+            "role",
+            self.role.as_deref(),
+            Role::parse,
+            "must be user or admin",
+        );
+        fields.finish((|| {
+            Some(NewKey {
+                name: name?,
+                role: role?.unwrap_or(Role::Admin),
+            })
+        })())
     }
 }
 
@@ -85,15 +100,9 @@ fn key_view(row: &ApiKeyRow) -> Value {
 async fn create_key(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    ValidatedJson(body): ValidatedJson<CreateKeyRequest>,
+    Parsed(key): Parsed<CreateKeyRequest>,
 ) -> Result<Answer<Value>, ApiError> {
-    let role = body
-        .role
-        .as_deref()
-        .and_then(Role::parse)
-        .unwrap_or(Role::Admin);
-
-    let issued = api_keys::create(&state.pool, body.name.trim(), role, admin.user_id)
+    let issued = api_keys::create(&state.pool, key.name.trim(), key.role, admin.user_id)
         .await
         .map_err(ApiError::internal)?;
 

@@ -10,20 +10,19 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use validator::{Validate, ValidationErrors};
 
 use crate::app::accounts::{self, Registration};
 use crate::app::caught_up;
 use crate::app::sessions::{ClientInfo, SignedIn};
 use crate::http::consistency::PreferAsync;
-use crate::http::error::ApiError;
-use crate::http::extract::{RequestMeta, ValidatedJson};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::extract::{Parsed, RequestMeta};
 use crate::http::openapi::schemas::{
     BadRequest, CommandHeaders, Data, PayloadTooLarge, Problem, UnsupportedMediaType,
     ValidationFailed,
 };
+use crate::http::parse::{Fields, Parse};
 use crate::http::respond::Answer;
-use crate::http::validate::Rules;
 use crate::http::views::UserView;
 use crate::state::AppState;
 
@@ -48,26 +47,49 @@ pub struct RegisterRequest {
     pub name: String,
 }
 
-impl Validate for RegisterRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        rules
-            .check("email", Email::parse(&self.email))
-            .check("password", Password::parse(&self.password))
-            .check("name", UserName::parse(&self.name));
-        rules.finish()
+impl Parse for RegisterRequest {
+    type Output = Registration;
+
+    fn parse(self) -> Result<Registration, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let email = fields.take("email", Email::parse(&self.email));
+        let password = fields.take("password", Password::parse(&self.password));
+        let name = fields.take("name", UserName::parse(&self.name));
+        fields.finish((|| {
+            Some(Registration {
+                email: email?,
+                name: name?,
+                password: password?,
+                role: Role::User,
+            })
+        })())
     }
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[validate(length(min = 1, max = 254, message = "must be 1 to 254 characters"))]
     #[schema(min_length = 1, max_length = 254)]
     pub email: String,
-    #[validate(length(min = 1, max = 128, message = "must be 1 to 128 characters"))]
     #[schema(min_length = 1, max_length = 128)]
     pub password: String,
+}
+
+/// Lengths only: any other wrong email or password is the one `INVALID_CREDENTIALS`.
+impl Parse for LoginRequest {
+    type Output = Self;
+
+    fn parse(self) -> Result<Self, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let email = fields.text("email", self.email, 1, 254);
+        let password = fields.text("password", self.password, 1, 128);
+        fields.finish((|| {
+            Some(Self {
+                email: email?,
+                password: password?,
+            })
+        })())
+    }
 }
 
 /// A signed-in session: the user and a new token pair.
@@ -136,17 +158,8 @@ async fn register(
     headers: HeaderMap,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(body): ValidatedJson<RegisterRequest>,
+    Parsed(registration): Parsed<RegisterRequest>,
 ) -> Result<Answer<AuthAnswer>, ApiError> {
-    let registration = Registration {
-        email: Email::parse(&body.email)
-            .map_err(|e| ApiError::field("email", e.code, &e.message))?,
-        name: UserName::parse(&body.name)
-            .map_err(|e| ApiError::field("name", e.code, &e.message))?,
-        password: Password::parse(&body.password)
-            .map_err(|e| ApiError::field("password", e.code, &e.message))?,
-        role: Role::User,
-    };
     let client = client_info(&state, peer, &headers);
     let signed_in = accounts::sign_up(&state, &meta.command(None), registration, client).await?;
     let user_id = signed_in.user_id;
@@ -189,7 +202,7 @@ async fn login(
     headers: HeaderMap,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(body): ValidatedJson<LoginRequest>,
+    Parsed(body): Parsed<LoginRequest>,
 ) -> Result<Answer<AuthAnswer>, ApiError> {
     let client = client_info(&state, peer, &headers);
     let signed_in = accounts::sign_in(

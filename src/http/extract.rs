@@ -7,7 +7,6 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::{self, HeaderMap};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use crate::auth::api_keys;
 use crate::auth::jwt::TokenError;
@@ -17,6 +16,7 @@ use crate::commands::CommandMeta;
 use crate::http::authenticate::Authenticated;
 use crate::http::error::{ApiError, FieldError};
 use crate::http::middleware::RequestId;
+use crate::http::parse::Parse;
 use crate::state::AppState;
 use aggregates::{Role, SessionId, UserId};
 
@@ -273,15 +273,15 @@ impl<S: Send + Sync, T: FromStr + Send> FromRequestParts<S> for PathId<T> {
     }
 }
 
-/// A JSON body, deserialised strictly and validated: 415 without a JSON content type, 400 for
-/// bytes that are not JSON, 422 with one entry per field for a missing field, a wrong type, an
-/// unknown field or a value the rules refuse.
-pub struct ValidatedJson<T>(pub T);
+/// A JSON body, deserialised strictly and parsed into domain values: 415 without a JSON
+/// content type, 400 for bytes that are not JSON, 422 with one entry per field for a missing
+/// field, a wrong type, an unknown field or a value the domain refuses.
+pub struct Parsed<T: Parse>(pub T::Output);
 
-impl<S, T> FromRequest<S> for ValidatedJson<T>
+impl<S, T> FromRequest<S> for Parsed<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned + Validate,
+    T: Parse,
 {
     type Rejection = ApiError;
 
@@ -301,11 +301,8 @@ where
                     }
                 }
             })?;
-        let value: T = parse_json(&bytes)?;
-        value
-            .validate()
-            .map_err(|e| ApiError::validation(flatten(&e)))?;
-        Ok(ValidatedJson(value))
+        let body: T = parse_json(&bytes)?;
+        body.parse().map(Parsed).map_err(ApiError::validation)
     }
 }
 
@@ -386,36 +383,4 @@ fn join_path(parent: &str, name: &str) -> String {
     } else {
         format!("{parent}.{name}")
     }
-}
-
-/// validator's nested error map as a flat list with JSON paths, sorted for stable answers.
-pub fn flatten(errors: &ValidationErrors) -> Vec<FieldError> {
-    fn walk(prefix: &str, errors: &ValidationErrors, out: &mut Vec<FieldError>) {
-        for (field, kind) in errors.errors() {
-            let path = if prefix.is_empty() {
-                field.to_string()
-            } else {
-                format!("{prefix}.{field}")
-            };
-            match kind {
-                ValidationErrorsKind::Field(list) => out.extend(list.iter().map(|e| {
-                    FieldError::new(
-                        path.clone(),
-                        e.code.to_uppercase(),
-                        e.message.as_deref().unwrap_or("is invalid"),
-                    )
-                })),
-                ValidationErrorsKind::Struct(inner) => walk(&path, inner, out),
-                ValidationErrorsKind::List(items) => {
-                    for (index, inner) in items {
-                        walk(&format!("{path}[{index}]"), inner, out);
-                    }
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk("", errors, &mut out);
-    out.sort_by(|a, b| a.field.cmp(&b.field));
-    out
 }

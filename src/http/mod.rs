@@ -17,13 +17,13 @@ pub mod me;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod parse;
 pub mod password_reset;
 pub mod posts;
 pub mod rate_limit;
 pub mod respond;
 pub mod sessions;
 pub mod users;
-pub mod validate;
 pub mod views;
 pub mod webhooks;
 

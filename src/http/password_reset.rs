@@ -1,26 +1,25 @@
 //! `/auth/password-reset`: a reset link by email for whoever owns an active account, and the
 //! confirmation that sets a new password with it and ends every session.
 
-use aggregates::values::{Email, Password, ValueError};
+use aggregates::values::{Email, Password};
 use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use validator::{Validate, ValidationErrors};
 
 use crate::app::accounts;
 use crate::app::caught_up;
-use crate::http::error::ApiError;
-use crate::http::extract::{RequestMeta, ValidatedJson};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::extract::{Parsed, RequestMeta};
 use crate::http::openapi::schemas::{
     BadRequest, CommandHeaders, Data, PayloadTooLarge, RateLimited, UnsupportedMediaType,
     ValidationFailed,
 };
+use crate::http::parse::{Fields, Parse};
 use crate::http::respond::no_content;
 use crate::http::users::{sent, Sent};
-use crate::http::validate::Rules;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -36,11 +35,13 @@ pub struct PasswordResetRequest {
     pub email: String,
 }
 
-impl Validate for PasswordResetRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        rules.check("email", Email::parse(&self.email));
-        rules.finish()
+impl Parse for PasswordResetRequest {
+    type Output = Email;
+
+    fn parse(self) -> Result<Email, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let email = fields.take("email", Email::parse(&self.email));
+        fields.finish(email)
     }
 }
 
@@ -54,21 +55,25 @@ pub struct PasswordResetConfirmation {
     pub new_password: String,
 }
 
-impl Validate for PasswordResetConfirmation {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let token = if (1..=256).contains(&self.token.len()) {
-            Ok(())
-        } else {
-            Err(ValueError {
-                code: "LENGTH",
-                message: "must be 1 to 256 characters".into(),
+/// A reset token and the password it sets.
+pub struct NewPasswordByToken {
+    token: String,
+    new_password: Password,
+}
+
+impl Parse for PasswordResetConfirmation {
+    type Output = NewPasswordByToken;
+
+    fn parse(self) -> Result<NewPasswordByToken, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let token = fields.text("token", self.token, 1, 256);
+        let new_password = fields.take("new_password", Password::parse(&self.new_password));
+        fields.finish((|| {
+            Some(NewPasswordByToken {
+                token: token?,
+                new_password: new_password?,
             })
-        };
-        let mut rules = Rules::new();
-        rules
-            .check("token", token)
-            .check("new_password", Password::parse(&self.new_password));
-        rules.finish()
+        })())
     }
 }
 
@@ -95,10 +100,8 @@ impl Validate for PasswordResetConfirmation {
 async fn request_password_reset(
     State(state): State<AppState>,
     meta: RequestMeta,
-    ValidatedJson(body): ValidatedJson<PasswordResetRequest>,
+    Parsed(email): Parsed<PasswordResetRequest>,
 ) -> Result<Response, ApiError> {
-    let email =
-        Email::parse(&body.email).map_err(|e| ApiError::field("email", e.code, &e.message))?;
     accounts::request_password_reset(&state, &meta.command(None), &email).await?;
     Ok(sent())
 }
@@ -126,12 +129,15 @@ async fn request_password_reset(
 async fn confirm_password_reset(
     State(state): State<AppState>,
     meta: RequestMeta,
-    ValidatedJson(body): ValidatedJson<PasswordResetConfirmation>,
+    Parsed(reset): Parsed<PasswordResetConfirmation>,
 ) -> Result<Response, ApiError> {
-    let new_password = Password::parse(&body.new_password)
-        .map_err(|e| ApiError::field("new_password", e.code, &e.message))?;
-    let position =
-        accounts::reset_password(&state, &meta.command(None), &body.token, &new_password).await?;
+    let position = accounts::reset_password(
+        &state,
+        &meta.command(None),
+        &reset.token,
+        &reset.new_password,
+    )
+    .await?;
     let fresh = caught_up(&state, &["users", "sessions"], position).await;
     Ok(no_content(position, !fresh))
 }

@@ -8,17 +8,17 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use validator::Validate;
 
 use crate::app::{caught_up, sessions};
 use crate::http::auth::AuthAnswer;
 use crate::http::consistency::PreferAsync;
-use crate::http::error::ApiError;
-use crate::http::extract::{PathId, RequestMeta, SessionUser, ValidatedJson};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::extract::{Parsed, PathId, RequestMeta, SessionUser};
 use crate::http::openapi::schemas::{
     BadRequest, CommandHeaders, Data, IdPath, NotFound, PayloadTooLarge, Problem, Unauthorized,
     UnsupportedMediaType, ValidationFailed,
 };
+use crate::http::parse::{Fields, Parse};
 use crate::http::respond::{no_content, Answer};
 use crate::state::AppState;
 
@@ -33,12 +33,21 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_my_session))
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    #[validate(length(min = 1, max = 512, message = "must be 1 to 512 characters"))]
     #[schema(min_length = 1, max_length = 512)]
     pub refresh_token: String,
+}
+
+impl Parse for RefreshRequest {
+    type Output = String;
+
+    fn parse(self) -> Result<String, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let token = fields.text("refresh_token", self.refresh_token, 1, 512);
+        fields.finish(token)
+    }
 }
 
 /// Exchange a refresh token for a new token pair.
@@ -72,9 +81,9 @@ async fn refresh(
     State(state): State<AppState>,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(body): ValidatedJson<RefreshRequest>,
+    Parsed(refresh_token): Parsed<RefreshRequest>,
 ) -> Result<Answer<AuthAnswer>, ApiError> {
-    let signed_in = sessions::refresh(&state, &meta.command(None), &body.refresh_token).await?;
+    let signed_in = sessions::refresh(&state, &meta.command(None), &refresh_token).await?;
     let (answer, position) = AuthAnswer::from_signed_in(signed_in);
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
     Ok(Answer::ok(answer).position(position).eventual(!fresh))

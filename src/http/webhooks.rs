@@ -11,18 +11,18 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
-use validator::{Validate, ValidationErrors};
 
 use crate::fanout::webhooks::signing::new_secret;
 use crate::fanout::webhooks::store::{self, Changes, Endpoint};
 use crate::fanout::webhooks::targets::{self, TargetError};
 use crate::http::error::{ApiError, FieldError};
-use crate::http::extract::{AdminUser, PathId, ValidatedJson};
+use crate::http::extract::{AdminUser, Parsed, PathId};
 use crate::http::listing::{QueryParams, StatusList};
 use crate::http::openapi::schemas::{
     BadRequest, Data, Forbidden, IdPath, Items, NotFound, PayloadTooLarge, Unauthorized,
     UnsupportedMediaType, ValidationFailed,
 };
+use crate::http::parse::{Fields, Parse};
 use crate::http::respond::Answer;
 use crate::state::AppState;
 
@@ -126,43 +126,25 @@ fn valid_pattern(pattern: &str) -> bool {
     }
 }
 
-fn check_event_types(errors: &mut Vec<FieldError>, types: &[String]) {
+fn check_event_types(fields: &mut Fields, types: &[String]) {
     if types.is_empty() || types.len() > 50 {
-        errors.push(FieldError::new(
-            "event_types",
-            "COUNT",
-            "must list 1 to 50 event types",
-        ));
+        fields.refuse("event_types", "COUNT", "must list 1 to 50 event types");
     }
     for (i, t) in types.iter().enumerate() {
         if !valid_pattern(t) {
-            errors.push(FieldError::new(
+            fields.refuse(
                 format!("event_types[{i}]"),
                 "PATTERN",
                 "must be *, <aggregate>.* or an event type such as post.published",
-            ));
+            );
         }
     }
 }
 
-fn to_validation(errors: Vec<FieldError>) -> Result<(), ValidationErrors> {
-    let mut out = ValidationErrors::new();
-    for e in errors {
-        let mut v = validator::ValidationError::new("INVALID");
-        v.code = e.code.into();
-        v.message = Some(e.message.into());
-        if let validator::ValidationErrorsKind::Field(list) = out
-            .errors_mut()
-            .entry(e.field.into())
-            .or_insert_with(|| validator::ValidationErrorsKind::Field(Vec::new()))
-        {
-            list.push(v);
-        }
-    }
-    if out.is_empty() {
-        Ok(())
-    } else {
-        Err(out)
+/// Only the form: whether the target is allowed (public, resolvable) is asked later, once.
+fn check_url(fields: &mut Fields, url: &str) {
+    if targets::parse(url).is_err() || url.len() > 2048 {
+        fields.refuse("url", "URL", "must be an http or https URL");
     }
 }
 
@@ -177,29 +159,21 @@ pub struct CreateEndpointRequest {
     pub description: Option<String>,
 }
 
-impl Validate for CreateEndpointRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut errors = Vec::new();
-        if targets::parse(&self.url).is_err() || self.url.len() > 2048 {
-            errors.push(FieldError::new(
-                "url",
-                "URL",
-                "must be an http or https URL",
-            ));
-        }
-        check_event_types(&mut errors, &self.event_types);
+impl Parse for CreateEndpointRequest {
+    type Output = Self;
+
+    fn parse(self) -> Result<Self, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        check_url(&mut fields, &self.url);
+        check_event_types(&mut fields, &self.event_types);
         if self
             .description
             .as_ref()
             .is_some_and(|d| d.chars().count() > 500)
         {
-            errors.push(FieldError::new(
-                "description",
-                "LENGTH",
-                "must be at most 500 characters",
-            ));
+            fields.refuse("description", "LENGTH", "must be at most 500 characters");
         }
-        to_validation(errors)
+        fields.finish(Some(self))
     }
 }
 
@@ -215,31 +189,33 @@ pub struct UpdateEndpointRequest {
     pub enabled: Option<bool>,
 }
 
-impl Validate for UpdateEndpointRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut errors = Vec::new();
-        if self
-            .url
-            .as_deref()
-            .is_some_and(|u| targets::parse(u).is_err() || u.len() > 2048)
-        {
-            errors.push(FieldError::new(
-                "url",
-                "URL",
-                "must be an http or https URL",
-            ));
+impl Parse for UpdateEndpointRequest {
+    type Output = Self;
+
+    fn parse(self) -> Result<Self, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        if let Some(url) = &self.url {
+            check_url(&mut fields, url);
         }
         if let Some(types) = &self.event_types {
-            check_event_types(&mut errors, types);
+            check_event_types(&mut fields, types);
         }
-        to_validation(errors)
+        fields.finish(Some(self))
     }
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     pub since: DateTime<Utc>,
+}
+
+impl Parse for ReplayRequest {
+    type Output = DateTime<Utc>;
+
+    fn parse(self) -> Result<DateTime<Utc>, Vec<FieldError>> {
+        Ok(self.since)
+    }
 }
 
 fn view(endpoint: &Endpoint) -> Value {
@@ -304,7 +280,7 @@ async fn found(state: &AppState, id: Uuid) -> Result<Endpoint, ApiError> {
 async fn create_endpoint(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    ValidatedJson(body): ValidatedJson<CreateEndpointRequest>,
+    Parsed(body): Parsed<CreateEndpointRequest>,
 ) -> Result<Answer<Value>, ApiError> {
     allowed_target(&state, &body.url).await?;
     let secret = new_secret();
@@ -389,7 +365,7 @@ async fn update_endpoint(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
-    ValidatedJson(body): ValidatedJson<UpdateEndpointRequest>,
+    Parsed(body): Parsed<UpdateEndpointRequest>,
 ) -> Result<Answer<Value>, ApiError> {
     if let Some(url) = &body.url {
         allowed_target(&state, url).await?;
@@ -598,10 +574,10 @@ async fn replay(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
-    ValidatedJson(body): ValidatedJson<ReplayRequest>,
+    Parsed(since): Parsed<ReplayRequest>,
 ) -> Result<Response, ApiError> {
     let endpoint = found(&state, id).await?;
-    crate::fanout::webhooks::replay::replay(&state.pool, &endpoint, body.since)
+    crate::fanout::webhooks::replay::replay(&state.pool, &endpoint, since)
         .await
         .map_err(ApiError::internal)?;
     state.webhook_wake.notify_one();

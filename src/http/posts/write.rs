@@ -7,20 +7,19 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
-use validator::{Validate, ValidationErrors};
 
 use crate::app::caught_up;
 use crate::commands::Executed;
 use crate::http::consistency::{command_answer, PreferAsync};
-use crate::http::error::ApiError;
-use crate::http::extract::{AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::extract::{AuthUser, IfMatch, Parsed, PathId, RequestMeta};
 use crate::http::openapi::schemas::{
     self, BadRequest, CommandHeaders, Data, Forbidden, IdPath, NotFound, PayloadTooLarge,
     PreconditionFailed, Problem, Unauthorized, UnsupportedMediaType, ValidationFailed,
     WriteHeaders,
 };
+use crate::http::parse::{one_of, Fields, Parse};
 use crate::http::respond::{no_content, Answer};
-use crate::http::validate::Rules;
 use crate::http::views::PostView;
 use crate::state::AppState;
 
@@ -38,27 +37,41 @@ pub struct CreatePostRequest {
     pub status: Option<String>,
 }
 
-impl Validate for CreatePostRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        rules
-            .check("title", PostTitle::parse(&self.title))
-            .check("body", PostBody::parse(&self.body))
-            .check_tags("tags", self.tags.as_deref().unwrap_or_default());
-        if self
-            .status
-            .as_deref()
-            .is_some_and(|s| s != "draft" && s != "published")
-        {
-            rules.check::<()>(
-                "status",
-                Err(aggregates::values::ValueError {
-                    code: "ENUM",
-                    message: "must be draft or published".into(),
-                }),
-            );
-        }
-        rules.finish()
+/// A new post, parsed.
+pub struct NewPost {
+    title: PostTitle,
+    body: PostBody,
+    tags: Tags,
+    publish: bool,
+}
+
+impl Parse for CreatePostRequest {
+    type Output = NewPost;
+
+    fn parse(self) -> Result<NewPost, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let title = fields.take("title", PostTitle::parse(&self.title));
+        let body = fields.take("body", PostBody::parse(&self.body));
+        let tags = fields.tags("tags", self.tags.as_deref().unwrap_or_default());
+        let publish = one_of(
+            &mut fields,
+            "status",
+            self.status.as_deref(),
+            |status| match status {
+                "draft" => Some(false),
+                "published" => Some(true),
+                _ => None,
+            },
+            "must be draft or published",
+        );
+        fields.finish((|| {
+            Some(NewPost {
+                title: title?,
+                body: body?,
+                tags: tags?,
+                publish: publish?.unwrap_or(false),
+            })
+        })())
     }
 }
 
@@ -74,19 +87,31 @@ pub struct UpdatePostRequest {
     pub tags: Option<Vec<String>>,
 }
 
-impl Validate for UpdatePostRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        if let Some(title) = &self.title {
-            rules.check("title", PostTitle::parse(title));
-        }
-        if let Some(body) = &self.body {
-            rules.check("body", PostBody::parse(body));
-        }
-        if let Some(tags) = &self.tags {
-            rules.check_tags("tags", tags);
-        }
-        rules.finish()
+/// The fields a `PATCH` changes, parsed.
+pub struct PostEdit {
+    title: Option<PostTitle>,
+    body: Option<PostBody>,
+    tags: Option<Tags>,
+}
+
+impl Parse for UpdatePostRequest {
+    type Output = PostEdit;
+
+    fn parse(self) -> Result<PostEdit, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let title = fields.optional("title", self.title.as_deref(), PostTitle::parse);
+        let body = fields.optional("body", self.body.as_deref(), PostBody::parse);
+        let tags = match &self.tags {
+            None => Some(None),
+            Some(raw) => fields.tags("tags", raw).map(Some),
+        };
+        fields.finish((|| {
+            Some(PostEdit {
+                title: title?,
+                body: body?,
+                tags: tags?,
+            })
+        })())
     }
 }
 
@@ -101,27 +126,29 @@ pub struct ReplacePostRequest {
     pub tags: Vec<String>,
 }
 
-impl Validate for ReplacePostRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        rules
-            .check("title", PostTitle::parse(&self.title))
-            .check("body", PostBody::parse(&self.body))
-            .check_tags("tags", &self.tags);
-        rules.finish()
+/// A post's whole content, parsed.
+pub struct PostContent {
+    title: PostTitle,
+    body: PostBody,
+    tags: Tags,
+}
+
+impl Parse for ReplacePostRequest {
+    type Output = PostContent;
+
+    fn parse(self) -> Result<PostContent, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let title = fields.take("title", PostTitle::parse(&self.title));
+        let body = fields.take("body", PostBody::parse(&self.body));
+        let tags = fields.tags("tags", &self.tags);
+        fields.finish((|| {
+            Some(PostContent {
+                title: title?,
+                body: body?,
+                tags: tags?,
+            })
+        })())
     }
-}
-
-fn title(raw: &str) -> Result<PostTitle, ApiError> {
-    PostTitle::parse(raw).map_err(|e| ApiError::field("title", e.code, &e.message))
-}
-
-fn body(raw: &str) -> Result<PostBody, ApiError> {
-    PostBody::parse(raw).map_err(|e| ApiError::field("body", e.code, &e.message))
-}
-
-fn tags(raw: &[String]) -> Result<Tags, ApiError> {
-    Tags::parse(raw).map_err(|_| ApiError::field("tags", "PATTERN", "invalid tags"))
 }
 
 /// The read models a post command's answer and the following reads depend on.
@@ -152,16 +179,16 @@ pub(super) async fn create_post(
     AuthUser(caller): AuthUser,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(req): ValidatedJson<CreatePostRequest>,
+    Parsed(post): Parsed<CreatePostRequest>,
 ) -> Result<Answer<PostView>, ApiError> {
     let post_id = PostId::from_uuid(uuid::Uuid::now_v7());
     let command = PostCommand::Create {
         post_id,
         actor: caller.actor(),
-        title: title(&req.title)?,
-        body: body(&req.body)?,
-        tags: tags(req.tags.as_deref().unwrap_or_default())?,
-        publish: req.status.as_deref() == Some("published"),
+        title: post.title,
+        body: post.body,
+        tags: post.tags,
+        publish: post.publish,
         at: crate::commands::now(),
     };
     let done = state
@@ -214,14 +241,14 @@ pub(super) async fn update_post(
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(req): ValidatedJson<UpdatePostRequest>,
+    Parsed(edit): Parsed<UpdatePostRequest>,
 ) -> Result<Answer<PostView>, ApiError> {
     let command = PostCommand::Update {
         actor: caller.actor(),
         expected_version,
-        title: req.title.as_deref().map(title).transpose()?,
-        body: req.body.as_deref().map(body).transpose()?,
-        tags: req.tags.as_deref().map(tags).transpose()?,
+        title: edit.title,
+        body: edit.body,
+        tags: edit.tags,
         at: crate::commands::now(),
     };
     let done = state
@@ -274,14 +301,14 @@ pub(super) async fn replace_post(
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(req): ValidatedJson<ReplacePostRequest>,
+    Parsed(content): Parsed<ReplacePostRequest>,
 ) -> Result<Answer<PostView>, ApiError> {
     let command = PostCommand::Replace {
         actor: caller.actor(),
         expected_version,
-        title: title(&req.title)?,
-        body: body(&req.body)?,
-        tags: tags(&req.tags)?,
+        title: content.title,
+        body: content.body,
+        tags: content.tags,
         at: crate::commands::now(),
     };
     let done = state

@@ -1,23 +1,15 @@
-//! The request bodies of the user commands, validated with the domain's own parsers.
+//! The request bodies of the user commands, parsed with the domain's own parsers.
 
 use aggregates::user::{UserChanges, UserStatus};
 use aggregates::values::{Bio, Email, Password, UserName};
 use aggregates::Role;
 use serde::Deserialize;
 use utoipa::ToSchema;
-use validator::{Validate, ValidationError, ValidationErrors};
 
-use crate::http::error::ApiError;
+use crate::app::accounts::Registration;
+use crate::http::error::FieldError;
 use crate::http::openapi::schemas;
-use crate::http::validate::Rules;
-
-fn parse_role(raw: &str) -> Result<Role, ValidationError> {
-    Role::parse(raw).ok_or_else(|| {
-        let mut e = ValidationError::new("ENUM");
-        e.message = Some("must be user or admin".into());
-        e
-    })
-}
+use crate::http::parse::{one_of, Fields, Parse};
 
 fn parse_status(raw: &str) -> Option<UserStatus> {
     match raw {
@@ -25,16 +17,6 @@ fn parse_status(raw: &str) -> Option<UserStatus> {
         "deactivated" => Some(UserStatus::Deactivated),
         _ => None,
     }
-}
-
-fn enum_error(rules: &mut Rules, field: &str, message: &str) {
-    rules.check::<()>(
-        field,
-        Err(aggregates::values::ValueError {
-            code: "ENUM",
-            message: message.to_owned(),
-        }),
-    );
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -51,17 +33,29 @@ pub struct CreateUserRequest {
     pub role: Option<String>,
 }
 
-impl Validate for CreateUserRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        rules
-            .check("email", Email::parse(&self.email))
-            .check("name", UserName::parse(&self.name))
-            .check("password", Password::parse(&self.password));
-        if self.role.as_deref().is_some_and(|r| parse_role(r).is_err()) {
-            enum_error(&mut rules, "role", "must be user or admin");
-        }
-        rules.finish()
+impl Parse for CreateUserRequest {
+    type Output = Registration;
+
+    fn parse(self) -> Result<Registration, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let email = fields.take("email", Email::parse(&self.email));
+        let name = fields.take("name", UserName::parse(&self.name));
+        let password = fields.take("password", Password::parse(&self.password));
+        let role = one_of(
+            &mut fields,
+            "role",
+            self.role.as_deref(),
+            Role::parse,
+            "must be user or admin",
+        );
+        fields.finish((|| {
+            Some(Registration {
+                email: email?,
+                name: name?,
+                password: password?,
+                role: role?.unwrap_or_default(),
+            })
+        })())
     }
 }
 
@@ -79,47 +73,35 @@ pub struct UpdateUserRequest {
     pub status: Option<String>,
 }
 
-impl Validate for UpdateUserRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        if let Some(name) = &self.name {
-            rules.check("name", UserName::parse(name));
-        }
-        if let Some(bio) = &self.bio {
-            rules.check("bio", Bio::parse(bio));
-        }
-        if self.role.as_deref().is_some_and(|r| parse_role(r).is_err()) {
-            enum_error(&mut rules, "role", "must be user or admin");
-        }
-        if self
-            .status
-            .as_deref()
-            .is_some_and(|s| parse_status(s).is_none())
-        {
-            enum_error(&mut rules, "status", "must be active or deactivated");
-        }
-        rules.finish()
-    }
-}
+impl Parse for UpdateUserRequest {
+    type Output = UserChanges;
 
-impl UpdateUserRequest {
-    pub(super) fn changes(self) -> Result<UserChanges, ApiError> {
-        Ok(UserChanges {
-            name: self
-                .name
-                .as_deref()
-                .map(UserName::parse)
-                .transpose()
-                .map_err(invalid("name"))?,
-            bio: self
-                .bio
-                .as_deref()
-                .map(Bio::parse)
-                .transpose()
-                .map_err(invalid("bio"))?,
-            role: self.role.as_deref().and_then(Role::parse),
-            status: self.status.as_deref().and_then(parse_status),
-        })
+    fn parse(self) -> Result<UserChanges, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let name = fields.optional("name", self.name.as_deref(), UserName::parse);
+        let bio = fields.optional("bio", self.bio.as_deref(), Bio::parse);
+        let role = one_of(
+            &mut fields,
+            "role",
+            self.role.as_deref(),
+            Role::parse,
+            "must be user or admin",
+        );
+        let status = one_of(
+            &mut fields,
+            "status",
+            self.status.as_deref(),
+            parse_status,
+            "must be active or deactivated",
+        );
+        fields.finish((|| {
+            Some(UserChanges {
+                name: name?,
+                bio: bio?,
+                role: role?,
+                status: status?,
+            })
+        })())
     }
 }
 
@@ -132,23 +114,40 @@ pub struct ReplaceUserRequest {
     pub bio: String,
 }
 
-impl Validate for ReplaceUserRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        rules
-            .check("name", UserName::parse(&self.name))
-            .check("bio", Bio::parse(&self.bio));
-        rules.finish()
+impl Parse for ReplaceUserRequest {
+    type Output = UserChanges;
+
+    fn parse(self) -> Result<UserChanges, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let name = fields.take("name", UserName::parse(&self.name));
+        let bio = fields.take("bio", Bio::parse(&self.bio));
+        fields.finish((|| {
+            Some(UserChanges {
+                name: Some(name?),
+                bio: Some(bio?),
+                role: None,
+                status: None,
+            })
+        })())
     }
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyEmailRequest {
     /// The `token` of the link in the user's newest welcome or verification email.
-    #[validate(length(min = 1, max = 256, message = "must be 1 to 256 characters"))]
     #[schema(min_length = 1, max_length = 256)]
     pub token: String,
+}
+
+impl Parse for VerifyEmailRequest {
+    type Output = String;
+
+    fn parse(self) -> Result<String, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let token = fields.text("token", self.token, 1, 256);
+        fields.finish(token)
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -160,23 +159,24 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
 }
 
-impl Validate for ChangePasswordRequest {
-    fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut rules = Rules::new();
-        rules.check("new_password", Password::parse(&self.new_password));
-        if self.current_password.is_empty() || self.current_password.chars().count() > 128 {
-            rules.check::<()>(
-                "current_password",
-                Err(aggregates::values::ValueError {
-                    code: "LENGTH",
-                    message: "must be 1 to 128 characters".into(),
-                }),
-            );
-        }
-        rules.finish()
-    }
+/// The current password as typed (the aggregate checks it) and the new one.
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: Password,
 }
 
-pub(super) fn invalid(field: &'static str) -> impl Fn(aggregates::values::ValueError) -> ApiError {
-    move |e| ApiError::field(field, e.code, &e.message)
+impl Parse for ChangePasswordRequest {
+    type Output = PasswordChange;
+
+    fn parse(self) -> Result<PasswordChange, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let new_password = fields.take("new_password", Password::parse(&self.new_password));
+        let current_password = fields.text("current_password", self.current_password, 1, 128);
+        fields.finish((|| {
+            Some(PasswordChange {
+                current_password: current_password?,
+                new_password: new_password?,
+            })
+        })())
+    }
 }

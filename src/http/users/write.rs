@@ -1,18 +1,17 @@
 //! Commands on `/users`: admin-created users, profile changes, email verification, passwords, deactivation.
 
-use aggregates::user::{UserChanges, UserCommand};
-use aggregates::values::{Bio, Email, Password, UserName};
-use aggregates::{Role, UserId};
+use aggregates::user::UserCommand;
+use aggregates::UserId;
 use axum::extract::State;
 use axum::response::Response;
 
-use crate::app::accounts::{self, Registration};
+use crate::app::accounts;
 use crate::app::caught_up;
 use crate::app::sessions;
 use crate::http::consistency::{command_answer, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{
-    AccountManager, AdminUser, AuthUser, IfMatch, PathId, RequestMeta, ValidatedJson,
+    AccountManager, AdminUser, AuthUser, IfMatch, Parsed, PathId, RequestMeta,
 };
 use crate::http::openapi::schemas::{
     BadRequest, CommandHeaders, Data, Forbidden, IdPath, NotFound, PayloadTooLarge,
@@ -21,7 +20,7 @@ use crate::http::openapi::schemas::{
 };
 use crate::http::respond::{no_content, Answer};
 use crate::http::users::requests::{
-    invalid, ChangePasswordRequest, CreateUserRequest, ReplaceUserRequest, UpdateUserRequest,
+    ChangePasswordRequest, CreateUserRequest, ReplaceUserRequest, UpdateUserRequest,
     VerifyEmailRequest,
 };
 use crate::http::views::UserView;
@@ -58,18 +57,8 @@ pub(super) async fn create_user(
     AdminUser(admin): AdminUser,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(body): ValidatedJson<CreateUserRequest>,
+    Parsed(registration): Parsed<CreateUserRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
-    let registration = Registration {
-        email: Email::parse(&body.email).map_err(invalid("email"))?,
-        name: UserName::parse(&body.name).map_err(invalid("name"))?,
-        password: Password::parse(&body.password).map_err(invalid("password"))?,
-        role: body
-            .role
-            .as_deref()
-            .and_then(Role::parse)
-            .unwrap_or_default(),
-    };
     let done = accounts::register(&state, &meta.command(Some(admin.user_id)), registration).await?;
     let location = format!(
         "/api/v1/users/{}",
@@ -119,18 +108,18 @@ pub(super) async fn update_user(
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(body): ValidatedJson<UpdateUserRequest>,
+    Parsed(changes): Parsed<UpdateUserRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
     // Deactivating or demoting oneself is managing one's account, which no key may do to its
     // creator (DELETE and the password change refuse it the same way).
-    let manages_account = body.role.is_some() || body.status.is_some();
+    let manages_account = changes.role.is_some() || changes.status.is_some();
     if manages_account && caller.is_api_key() && caller.user_id == id {
         return Err(ApiError::Forbidden);
     }
     let command = UserCommand::Update {
         actor: caller.actor(),
         expected_version,
-        changes: body.changes()?,
+        changes,
         at: crate::commands::now(),
     };
     let done = state
@@ -191,14 +180,8 @@ pub(super) async fn replace_user(
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(body): ValidatedJson<ReplaceUserRequest>,
+    Parsed(changes): Parsed<ReplaceUserRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
-    let changes = UserChanges {
-        name: Some(UserName::parse(&body.name).map_err(invalid("name"))?),
-        bio: Some(Bio::parse(&body.bio).map_err(invalid("bio"))?),
-        role: None,
-        status: None,
-    };
     let command = UserCommand::Update {
         actor: caller.actor(),
         expected_version,
@@ -309,11 +292,11 @@ pub(super) async fn verify_email(
     PathId(id): PathId<UserId>,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(body): ValidatedJson<VerifyEmailRequest>,
+    Parsed(token): Parsed<VerifyEmailRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
     let command = UserCommand::VerifyEmail {
         actor: caller.actor(),
-        token_hash: crate::email::tokens::hash(&body.token),
+        token_hash: crate::email::tokens::hash(&token),
         at: crate::commands::now(),
     };
     let done = state
@@ -366,16 +349,15 @@ pub(super) async fn change_password(
     PathId(id): PathId<UserId>,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-    ValidatedJson(body): ValidatedJson<ChangePasswordRequest>,
+    Parsed(change): Parsed<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
-    let new_password = Password::parse(&body.new_password).map_err(invalid("new_password"))?;
     let position = accounts::change_password(
         &state,
         &meta.command(Some(caller.user_id)),
         &caller,
         id,
-        body.current_password,
-        &new_password,
+        change.current_password,
+        &change.new_password,
     )
     .await?;
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
