@@ -168,7 +168,7 @@ async fn seal_secrets(state: &AppState) -> anyhow::Result<()> {
 /// without workers); with workers it also runs the projectors, each led by one instance.
 fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<()>> {
     crate::email::register_metrics();
-    let mut tasks = vec![tokio::spawn(projections::runner::listen(
+    let mut tasks = vec![tokio::spawn(projections::progress::listen(
         state.pool.clone(),
         state.progress.clone(),
         state.log_wake.clone(),
