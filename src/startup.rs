@@ -167,8 +167,9 @@ async fn seal_secrets(state: &AppState) -> anyhow::Result<()> {
 /// Every instance listens for log and progress notifications (read-your-writes needs them even
 /// without workers); with workers it also runs the projectors, each led by one instance.
 ///
-/// Each worker is made from the state again when the supervisor restarts it, so a restart
-/// starts from what the database and the log say, not from the failed run's memory.
+/// A restarted worker is made from the state again, so it starts from what the database and the
+/// log say, not from the failed run's memory; only the senders are kept, as the webhook
+/// deliveries already handed off report back to theirs.
 fn start_background(state: &AppState, options: BuildOptions) -> Supervisor {
     crate::email::register_metrics();
     let mut workers = Supervisor::default();
