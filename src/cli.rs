@@ -266,7 +266,7 @@ async fn projections_command(config: Config, command: ProjectionsCommand) -> any
                 "{:<12} {:<10} {:>8} {:<22} {:<22} LAST ERROR",
                 "NAME", "STATE", "LAG", "POSITION", "HEAD"
             );
-            for s in projections::runner::statuses(&pool).await? {
+            for s in projections::status::statuses(&pool).await? {
                 println!(
                     "{:<12} {:<10} {:>8} {:<22} {:<22} {}",
                     s.name,
@@ -304,7 +304,7 @@ async fn projections_command(config: Config, command: ProjectionsCommand) -> any
                 bail!("reset empties the {name} read model until it is rebuilt; run again with --yes to do it");
             }
             let pool = startup::connect_database(&config).await?;
-            if !projections::runner::reset(&pool, &name).await? {
+            if !projections::reset::reset(&pool, &name).await? {
                 let known: Vec<&str> = projections::all_projectors()
                     .iter()
                     .map(|p| p.name())

@@ -15,6 +15,7 @@
 //!   through [`commands::store::EventLog`] to the Postgres event log.
 //! - [`auth`] holds argon2id hashing, JWT access tokens and refresh tokens.
 //! - [`fanout`] relays the log to NATS JetStream.
+//! - [`supervisor`] runs the background workers: logs, counts and restarts the ones that fail.
 //! - [`cli`] is the `chronicle` command line.
 
 pub mod app;
@@ -29,4 +30,5 @@ pub mod http;
 pub mod server;
 pub mod startup;
 pub mod state;
+pub mod supervisor;
 pub mod telemetry;

@@ -3,18 +3,20 @@
 
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use projections::projector::Projector;
 use projections::runner::Runner;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::state::AppState;
+use crate::supervisor::Supervisor;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -22,12 +24,14 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A pooled connection idle longer than this is pinged before use.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the background workers to stop before aborting them.
+const WORKERS_STOP_WITHIN: Duration = Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
-    background: Vec<JoinHandle<()>>,
+    background: Supervisor,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -109,10 +113,8 @@ impl Application {
         };
         crate::server::serve(self.listener, self.router, limits, shutdown).await?;
         // Workers stop at an await point; an interrupted batch rolls back and is redone by
-        // whichever instance leads next, so aborting them loses nothing.
-        for task in self.background {
-            task.abort();
-        }
+        // whichever instance leads next, so stopping them there loses nothing.
+        self.background.shutdown(WORKERS_STOP_WITHIN).await;
         Ok(())
     }
 }
@@ -129,7 +131,7 @@ pub async fn run_workers(config: Config, migrate: bool) -> anyhow::Result<()> {
     }
     let state = AppState::new(config, pool);
     seal_secrets(&state).await?;
-    let tasks = start_background(
+    let workers = start_background(
         &state,
         BuildOptions {
             migrate,
@@ -138,9 +140,7 @@ pub async fn run_workers(config: Config, migrate: bool) -> anyhow::Result<()> {
     );
     tracing::info!("chronicle worker is running");
     shutdown_signal().await;
-    for task in tasks {
-        task.abort();
-    }
+    workers.shutdown(WORKERS_STOP_WITHIN).await;
     Ok(())
 }
 
@@ -166,118 +166,146 @@ async fn seal_secrets(state: &AppState) -> anyhow::Result<()> {
 
 /// Every instance listens for log and progress notifications (read-your-writes needs them even
 /// without workers); with workers it also runs the projectors, each led by one instance.
-fn start_background(state: &AppState, options: BuildOptions) -> Vec<JoinHandle<()>> {
+///
+/// A restarted worker is made from the state again, so it starts from what the database and the
+/// log say, not from the failed run's memory; only the senders are kept, as the webhook
+/// deliveries already handed off report back to theirs.
+fn start_background(state: &AppState, options: BuildOptions) -> Supervisor {
     crate::email::register_metrics();
-    let mut tasks = vec![tokio::spawn(projections::runner::listen(
-        state.pool.clone(),
-        state.progress.clone(),
-        state.log_wake.clone(),
-    ))];
-    tasks.push(tokio::spawn(crate::http::idempotency::sweep(
-        state.pool.clone(),
-    )));
-    tasks.push(tokio::spawn(crate::auth::login_throttle::sweep(
-        state.pool.clone(),
-    )));
-    let limits = state.rate_limits.clone();
-    tasks.push(tokio::spawn(async move {
-        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            every_minute.tick().await;
-            limits.prune();
+    let mut workers = Supervisor::default();
+    let s = state.clone();
+    workers.spawn("log-listener", move || {
+        projections::progress::listen(s.pool.clone(), s.progress.clone(), s.log_wake.clone())
+    });
+    let s = state.clone();
+    workers.spawn("idempotency-sweep", move || {
+        crate::http::idempotency::sweep(s.pool.clone())
+    });
+    let s = state.clone();
+    workers.spawn("login-throttle-sweep", move || {
+        crate::auth::login_throttle::sweep(s.pool.clone())
+    });
+    let s = state.clone();
+    workers.spawn("rate-limit-prune", move || {
+        let limits = s.rate_limits.clone();
+        async move {
+            let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every_minute.tick().await;
+                limits.prune();
+            }
         }
-    }));
-    tasks.push(tokio::spawn(
-        state.log_tail.clone().run(state.log_wake.subscribe()),
-    ));
-    tasks.push(tokio::spawn(
-        state.revocations.clone().follow(state.log_tail.clone()),
-    ));
+    });
+    let s = state.clone();
+    workers.spawn("log-tail", move || {
+        s.log_tail.clone().run(s.log_wake.subscribe())
+    });
+    let s = state.clone();
+    workers.spawn("revocations", move || {
+        s.revocations.clone().follow(s.log_tail.clone())
+    });
     if options.workers {
-        let relay = crate::fanout::relay::Relay::new(
-            state.pool.clone(),
-            state.config.database_url.clone(),
-            crate::fanout::relay::RelaySettings::from_config(&state.config),
-            &state.log_tail,
-            state.leader_terms.clone(),
+        start_fanout(&mut workers, state);
+        start_email(&mut workers, state);
+        for projector in projections::all_projectors() {
+            let s = state.clone();
+            workers.spawn(format!("projector:{}", projector.name()), move || {
+                runner(&s, projector.clone()).run()
+            });
+        }
+    }
+    workers
+}
+
+/// The NATS relay, analytics, and the webhook consumer and sender.
+fn start_fanout(workers: &mut Supervisor, state: &AppState) {
+    let s = state.clone();
+    workers.spawn("relay", move || {
+        crate::fanout::relay::Relay::new(
+            s.pool.clone(),
+            s.config.database_url.clone(),
+            crate::fanout::relay::RelaySettings::from_config(&s.config),
+            &s.log_tail,
+            s.leader_terms.clone(),
         )
-        .reporting_to(state.gauges.clone());
-        tasks.push(tokio::spawn(relay.run()));
-        let sender = std::sync::Arc::new(crate::fanout::webhooks::delivery::Sender::new(
-            state.pool.clone(),
-            state.config.webhook_retry_schedule.clone(),
-            state.config.webhook_allow_private_targets,
-            state.config.webhook_max_in_flight,
-            state.secrets.clone(),
-        ));
-        tasks.push(tokio::spawn(crate::fanout::analytics::run(
-            state.pool.clone(),
-            state.log_tail.clone(),
-            crate::fanout::relay::RelaySettings::from_config(&state.config),
-        )));
-        tasks.push(tokio::spawn(crate::fanout::webhooks::consumer::run(
-            state.pool.clone(),
-            state.log_tail.clone(),
-            crate::fanout::relay::RelaySettings::from_config(&state.config),
-            state.webhook_wake.clone(),
-        )));
-        // The sender shares the instance's wake-up, so test pings and retries go out at once.
-        let wake = state.webhook_wake.clone();
-        let sender_wake = sender.wake.clone();
-        tasks.push(tokio::spawn(async move {
+        .reporting_to(s.gauges.clone())
+        .run()
+    });
+    let s = state.clone();
+    workers.spawn("analytics", move || {
+        crate::fanout::analytics::run(
+            s.pool.clone(),
+            s.log_tail.clone(),
+            crate::fanout::relay::RelaySettings::from_config(&s.config),
+        )
+    });
+    let s = state.clone();
+    workers.spawn("webhook-consumer", move || {
+        crate::fanout::webhooks::consumer::run(
+            s.pool.clone(),
+            s.log_tail.clone(),
+            crate::fanout::relay::RelaySettings::from_config(&s.config),
+            s.webhook_wake.clone(),
+        )
+    });
+    let sender = Arc::new(crate::fanout::webhooks::delivery::Sender::new(
+        state.pool.clone(),
+        state.config.webhook_retry_schedule.clone(),
+        state.config.webhook_allow_private_targets,
+        state.config.webhook_max_in_flight,
+        state.secrets.clone(),
+    ));
+    // The sender shares the instance's wake-up, so test pings and retries go out at once.
+    let (wake, sender_wake) = (state.webhook_wake.clone(), sender.wake.clone());
+    workers.spawn("webhook-wake", move || {
+        let (wake, sender_wake) = (wake.clone(), sender_wake.clone());
+        async move {
             loop {
                 wake.notified().await;
                 sender_wake.notify_one();
             }
-        }));
-        tasks.push(tokio::spawn(sender.run()));
-        tasks.extend(start_email(state));
-        for projector in projections::all_projectors() {
-            let runner = Runner::new(
-                state.pool.clone(),
-                state.config.database_url.clone(),
-                projector,
-                state.progress.clone(),
-                &state.log_tail,
-            )
-            .with_terms(state.leader_terms.clone());
-            tasks.push(tokio::spawn(runner.run()));
         }
-    }
-    tasks
+    });
+    workers.spawn("webhook-sender", move || sender.clone().run());
 }
 
 /// The outbox writer (a log reader with its own checkpoint, not among the rebuildable read
 /// models) and, when email can go anywhere, the sender.
-fn start_email(state: &AppState) -> Vec<JoinHandle<()>> {
-    let outbox = Runner::new(
-        state.pool.clone(),
-        state.config.database_url.clone(),
-        std::sync::Arc::new(crate::email::outbox::EmailOutbox::new(
-            &state.config.email.mail_from,
-        )),
-        state.progress.clone(),
-        &state.log_tail,
-    )
-    .with_terms(state.leader_terms.clone());
-    let mut tasks = vec![tokio::spawn(outbox.run())];
+fn start_email(workers: &mut Supervisor, state: &AppState) {
+    let outbox: Arc<dyn Projector> = Arc::new(crate::email::outbox::EmailOutbox::new(
+        &state.config.email.mail_from,
+    ));
+    let s = state.clone();
+    workers.spawn(format!("projector:{}", outbox.name()), move || {
+        runner(&s, outbox.clone()).run()
+    });
     match crate::email::mailer::Mailer::from_config(&state.config) {
         Ok(Some(mailer)) => {
-            let sender = crate::email::sender::Sender::new(
+            let sender = Arc::new(crate::email::sender::Sender::new(
                 state.pool.clone(),
                 state.config.database_url.clone(),
                 mailer,
                 state.email_tokens.clone(),
                 state.config.email.app_base_url.clone(),
-            );
-            tasks.push(tokio::spawn(std::sync::Arc::new(sender).run()));
+            ));
+            workers.spawn("email-sender", move || sender.clone().run());
         }
         Ok(None) => tracing::warn!(
             "email is off: SMTP_URL is not set, so emails stay pending in the outbox until it is"
         ),
         Err(e) => tracing::error!(error = %e, "email is off: the mailer cannot be built"),
     }
-    tasks
+}
+
+fn runner(state: &AppState, projector: Arc<dyn Projector>) -> Runner {
+    Runner::new(
+        state.pool.clone(),
+        state.config.database_url.clone(),
+        projector,
+        state.progress.clone(),
+        &state.log_tail,
+    )
+    .with_terms(state.leader_terms.clone())
 }
 
 /// Connects to `DATABASE_URL`, creating the database first if it does not exist.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aggregates::post::Post;
 use aggregates::session::Session;
 use aggregates::user::{User, UserServices};
-use projections::runner::{LogWake, Progress};
+use projections::progress::{LogWake, Progress};
 use sqlx::PgPool;
 
 use crate::auth::jwt::JwtKeys;

@@ -11,11 +11,13 @@
 //! in flight to commit or roll back before the new leader reads anything.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
+use tokio::sync::watch;
 
 /// How often a leader looks at its lock connection.
 pub const CHECK_EVERY: Duration = Duration::from_millis(200);
@@ -138,6 +140,34 @@ impl Leadership {
                     return;
                 }
             }
+        }
+    }
+
+    /// Runs `work` while this leadership holds: `None` when the lock connection failed first,
+    /// and then the work was dropped at its next await point (an open transaction rolls back).
+    pub async fn hold<F: Future>(&mut self, work: F) -> Option<F::Output> {
+        tokio::select! {
+            () = self.lost() => None,
+            output = work => Some(output),
+        }
+    }
+
+    /// Like [`Leadership::hold`], for work that must not be cut at any await point (a message
+    /// a server accepted would be sent again): when the lock connection fails, `work` is told
+    /// through its receiver and awaited until it has wound down.
+    pub async fn hold_winding_down<F: Future>(
+        &mut self,
+        work: impl FnOnce(watch::Receiver<bool>) -> F,
+    ) -> F::Output {
+        let (stop, stopping) = watch::channel(false);
+        let work = work(stopping);
+        tokio::pin!(work);
+        tokio::select! {
+            () = self.lost() => {
+                let _ = stop.send(true);
+                work.await
+            }
+            output = &mut work => output,
         }
     }
 

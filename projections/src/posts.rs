@@ -6,7 +6,7 @@ use serde::Deserialize;
 use sqlx::PgConnection;
 
 use crate::log::StoredEvent;
-use crate::runner::{ProjectionError, Projector};
+use crate::projector::{ProjectionError, Projector};
 
 pub struct PostsProjector;
 

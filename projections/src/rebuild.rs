@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
+use crate::leader::advisory_key;
 use crate::log;
-use crate::runner::{advisory_key, ProjectionError, Projector};
+use crate::projector::{ProjectionError, Projector};
 use crate::Position;
 
 pub const SHADOW_SCHEMA: &str = "chronicle_rebuild";

@@ -8,194 +8,19 @@
 //! writes it only while the row still carries the runner's leadership epoch, so a deposed leader's
 //! batch is refused, not merely unlikely.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::leader::{self, Fence, TermLog};
-use crate::log::{self, StoredEvent};
+use crate::log::StoredEvent;
+use crate::progress::Progress;
+use crate::projector::{ProjectionError, Projector};
 use crate::tail::LogTail;
 use crate::Position;
-
-pub use crate::leader::advisory_key;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectionError {
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    /// Another instance took over the projector: this runner's epoch is no longer the row's.
-    #[error("another instance leads this projector now")]
-    Fenced,
-    #[error("event {event_id} ({event_type}) cannot be applied: {reason}")]
-    BadEvent {
-        event_id: uuid::Uuid,
-        event_type: String,
-        reason: String,
-    },
-}
-
-impl ProjectionError {
-    pub fn bad_event(event: &StoredEvent, reason: impl std::fmt::Display) -> Self {
-        Self::BadEvent {
-            event_id: event.event_id,
-            event_type: event.event_type.clone(),
-            reason: reason.to_string(),
-        }
-    }
-}
-
-/// A read model: its name, its tables, and how a batch of events changes them.
-#[async_trait]
-pub trait Projector: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
-
-    /// The tables this projector owns, emptied by a reset.
-    fn tables(&self) -> &'static [&'static str];
-
-    /// Whether applying this event can change the read model. A batch with nothing this
-    /// projector handles costs no transaction: the runner only moves its position.
-    fn handles(&self, _event: &StoredEvent) -> bool {
-        true
-    }
-
-    /// Applies events in log order inside the runner's transaction. Must be idempotent per
-    /// event (set values, upsert), though the checkpoint already prevents repeats.
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        events: &[StoredEvent],
-    ) -> Result<(), ProjectionError>;
-}
-
-/// How far each projector has got, as seen by this process: fed by the runners it leads and by
-/// the other instances' progress notifications. Read-your-writes waits on it.
-pub struct Progress {
-    positions: HashMap<&'static str, watch::Sender<Position>>,
-}
-
-impl Progress {
-    pub fn new(names: &[&'static str]) -> Self {
-        Self {
-            positions: names
-                .iter()
-                .map(|n| (*n, watch::channel(Position::START).0))
-                .collect(),
-        }
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.positions.keys().copied()
-    }
-
-    pub fn advance(&self, name: &str, position: Position) {
-        if let Some(sender) = self.positions.get(name) {
-            sender.send_if_modified(|current| {
-                let newer = position > *current;
-                if newer {
-                    *current = position;
-                }
-                newer
-            });
-        }
-    }
-
-    pub fn current(&self, name: &str) -> Option<Position> {
-        self.positions.get(name).map(|s| *s.borrow())
-    }
-
-    /// The least position over `names`: what a reader of all of them can rely on.
-    pub fn least(&self, names: &[&str]) -> Position {
-        names
-            .iter()
-            .filter_map(|n| self.current(n))
-            .min()
-            .unwrap_or(Position::START)
-    }
-
-    /// Waits until every named projector has reached `target`; false on timeout.
-    pub async fn wait_for(&self, names: &[&str], target: Position, timeout: Duration) -> bool {
-        let wait_all = async {
-            for name in names {
-                if let Some(sender) = self.positions.get(name) {
-                    let mut receiver = sender.subscribe();
-                    if receiver.wait_for(|p| *p >= target).await.is_err() {
-                        return false;
-                    }
-                }
-            }
-            true
-        };
-        tokio::time::timeout(timeout, wait_all)
-            .await
-            .unwrap_or(false)
-    }
-
-    /// Loads every checkpoint, e.g. at start or after missed notifications.
-    pub async fn refresh(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let rows = sqlx::query("SELECT name, transaction_id, position FROM projection_checkpoints")
-            .fetch_all(pool)
-            .await?;
-        for row in rows {
-            let name: String = row.try_get("name")?;
-            self.advance(
-                &name,
-                Position::new(row.try_get("transaction_id")?, row.try_get("position")?),
-            );
-        }
-        Ok(())
-    }
-}
-
-/// Bumped whenever the log may have grown; runners wait on it instead of polling fast.
-pub type LogWake = watch::Sender<u64>;
-
-/// Listens for new events and for other instances' progress until the process stops.
-/// Notifications can be missed while reconnecting, so every reconnect refreshes everything.
-pub async fn listen(pool: PgPool, progress: Arc<Progress>, wake: Arc<LogWake>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for log notifications; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        if let Err(e) = listener
-            .listen_all(["chronicle_events", "chronicle_projections"])
-            .await
-        {
-            tracing::warn!(error = %e, "LISTEN failed; retrying");
-            tokio::time::sleep(backoff).await;
-            continue;
-        }
-        backoff = Duration::from_millis(100);
-        let _ = progress.refresh(&pool).await;
-        wake.send_modify(|n| *n = n.wrapping_add(1));
-        // `None` or an error means the connection was lost: reconnect and refresh what may
-        // have been missed meanwhile.
-        while let Ok(Some(notification)) = listener.try_recv().await {
-            match notification.channel() {
-                "chronicle_events" => wake.send_modify(|n| *n = n.wrapping_add(1)),
-                _ => {
-                    if let Some((name, token)) = notification.payload().split_once(' ') {
-                        if let Ok(position) = token.parse() {
-                            progress.advance(name, position);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
 
 const BATCH_SIZE: i64 = 500;
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -517,15 +342,17 @@ impl Runner {
                 self.name(),
                 leadership.epoch(),
             );
-            tokio::select! {
-                () = leadership.lost() => {}
-                () = self.lead() => {
-                    tracing::warn!(projector = self.name(), "another instance took over; standing by");
+            let lead_and_rebuild = async {
+                tokio::select! {
+                    () = self.lead() => {
+                        tracing::warn!(projector = self.name(), "another instance took over; standing by");
+                    }
+                    () = rebuilds => {
+                        tracing::warn!(projector = self.name(), "another instance took the rebuild over; standing by");
+                    }
                 }
-                () = rebuilds => {
-                    tracing::warn!(projector = self.name(), "another instance took the rebuild over; standing by");
-                }
-            }
+            };
+            leadership.hold(lead_and_rebuild).await;
             leadership.end(&self.terms).await;
         }
     }
@@ -573,184 +400,4 @@ impl Runner {
         }
         let _ = tokio::time::timeout(IDLE_POLL, self.head.changed()).await;
     }
-}
-
-/// One projector's state, as operators see it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ProjectorStatus {
-    pub name: String,
-    pub position: String,
-    pub head_position: String,
-    /// Events the projector still has to apply.
-    pub lag: i64,
-    pub status: String,
-    pub last_error: Option<String>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-    /// While rebuilding: events applied to the shadow tables and the total to apply.
-    pub rebuild: Option<RebuildState>,
-    /// The last rebuild that finished (swapped in), if any.
-    pub last_rebuild: Option<FinishedRebuild>,
-    /// The epoch of the projector's current (or last) leader, bumped at every takeover.
-    pub leader_epoch: i64,
-    /// When that leader took over.
-    pub leader_since: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FinishedRebuild {
-    pub finished_at: chrono::DateTime<chrono::Utc>,
-    /// Events the rebuild applied, from position zero to the swap.
-    pub applied: i64,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RebuildState {
-    pub applied: i64,
-    pub total: i64,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    /// When the shadow checkpoint last moved.
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-    /// Set for a rebuild requested over HTTP, which the projector's leader carries out.
-    pub requested_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Whether a process is working on it right now (false between a dead instance and the
-    /// leader that takes it over).
-    pub running: bool,
-}
-
-#[derive(sqlx::FromRow)]
-struct CheckpointRow {
-    transaction_id: i64,
-    position: i64,
-    status: String,
-    last_error: Option<String>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-    last_rebuild_finished_at: Option<chrono::DateTime<chrono::Utc>>,
-    last_rebuild_events: Option<i64>,
-    leader_epoch: i64,
-    leader_since: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// The state of every projector this build knows (a projector that has not run yet shows at
-/// position zero).
-pub async fn statuses(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error> {
-    let head = log::head(pool).await?;
-    let mut out = Vec::new();
-    for projector in crate::all_projectors() {
-        let row: Option<CheckpointRow> = sqlx::query_as(
-            "SELECT transaction_id, position, status, last_error, updated_at, last_rebuild_finished_at,
-                    last_rebuild_events, leader_epoch, leader_since
-               FROM projection_checkpoints WHERE name = $1",
-        )
-        .bind(projector.name())
-        .fetch_optional(pool)
-        .await?;
-        let CheckpointRow {
-            transaction_id: tx,
-            position: pos,
-            status,
-            last_error,
-            updated_at,
-            last_rebuild_finished_at,
-            last_rebuild_events,
-            leader_epoch,
-            leader_since,
-        } = row.unwrap_or(CheckpointRow {
-            transaction_id: 0,
-            position: 0,
-            status: "stopped".to_owned(),
-            last_error: None,
-            updated_at: chrono::Utc::now(),
-            last_rebuild_finished_at: None,
-            last_rebuild_events: None,
-            leader_epoch: 0,
-            leader_since: None,
-        });
-        type RebuildRow = (
-            i64,
-            i64,
-            chrono::DateTime<chrono::Utc>,
-            chrono::DateTime<chrono::Utc>,
-            Option<chrono::DateTime<chrono::Utc>>,
-        );
-        let rebuild: Option<RebuildRow> = sqlx::query_as(
-            "SELECT applied, total, started_at, updated_at, requested_at FROM projection_rebuilds WHERE name = $1",
-        )
-        .bind(projector.name())
-        .fetch_optional(pool)
-        .await?;
-        let rebuild = match rebuild {
-            Some((applied, total, started_at, updated_at, requested_at)) => Some(RebuildState {
-                applied,
-                total,
-                started_at,
-                updated_at,
-                requested_at,
-                running: crate::rebuild::running(pool, projector.name()).await?,
-            }),
-            None => None,
-        };
-        let status = if rebuild.is_some() {
-            "rebuilding".to_owned()
-        } else {
-            status
-        };
-        let position = Position::new(tx, pos);
-        out.push(ProjectorStatus {
-            name: projector.name().to_owned(),
-            position: position.to_string(),
-            head_position: head.to_string(),
-            lag: log::count_after(pool, position).await?,
-            status,
-            last_error,
-            updated_at,
-            rebuild,
-            last_rebuild: last_rebuild_finished_at.map(|finished_at| FinishedRebuild {
-                finished_at,
-                applied: last_rebuild_events.unwrap_or(0),
-            }),
-            leader_epoch,
-            leader_since,
-        });
-    }
-    Ok(out)
-}
-
-/// The blunt way back to a clean read model: empties the projector's tables and moves its
-/// checkpoint to zero in one transaction; the leading instance then replays the whole log.
-/// The read model is empty until it has caught up.
-pub async fn reset(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
-    let Some(projector) = crate::all_projectors()
-        .into_iter()
-        .find(|p| p.name() == name)
-    else {
-        return Ok(false);
-    };
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .execute(pool)
-    .await?;
-    let mut tx = pool.begin().await?;
-    // The runner locks the checkpoint row before it touches the tables; locking in the same
-    // order means a reset waits for a running batch instead of deadlocking with it.
-    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-    for table in projector.tables() {
-        sqlx::query(&format!("TRUNCATE {table}"))
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query(
-        "UPDATE projection_checkpoints
-            SET transaction_id = 0, position = 0, status = 'running', last_error = NULL, updated_at = now()
-          WHERE name = $1",
-    )
-    .bind(name)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(true)
 }

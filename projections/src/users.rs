@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 
 use crate::log::StoredEvent;
-use crate::runner::{ProjectionError, Projector};
+use crate::projector::{ProjectionError, Projector};
 
 pub struct UsersProjector;
 

@@ -10,7 +10,7 @@
 use aggregates::user::UserEvent;
 use async_trait::async_trait;
 use projections::log::StoredEvent;
-use projections::runner::{ProjectionError, Projector};
+use projections::projector::{ProjectionError, Projector};
 use sqlx::PgConnection;
 
 use crate::email::templates::EmailKind;

@@ -150,18 +150,11 @@ impl Sender {
             let mut leadership =
                 projections::leader::acquire_unfenced(&self.database_url, "email-sender", &terms)
                     .await;
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            let sending = self.send_while_leading(stopped);
-            tokio::pin!(sending);
-            tokio::select! {
-                () = leadership.lost() => {
-                    // Sends in flight finish and record their outcome: dropping one that the
-                    // server already accepted would send it again once its lease ran out.
-                    let _ = stop.send(true);
-                    sending.await;
-                }
-                () = &mut sending => {}
-            }
+            // Sends in flight finish and record their outcome when leadership is lost: dropping
+            // one that the server already accepted would send it again once its lease ran out.
+            leadership
+                .hold_winding_down(|stop| self.send_while_leading(stop))
+                .await;
             leadership.end(&terms).await;
         }
     }

@@ -357,11 +357,8 @@ impl Relay {
             let mut leadership =
                 leader::acquire(&self.database_url, &role, &fence, &self.terms).await;
             let epoch = leadership.epoch();
-            tokio::select! {
-                () = leadership.lost() => {}
-                () = self.lead(epoch) => {
-                    tracing::warn!(stream = %self.settings.stream, "another instance took over the relay; standing by");
-                }
+            if leadership.hold(self.lead(epoch)).await.is_some() {
+                tracing::warn!(stream = %self.settings.stream, "another instance took over the relay; standing by");
             }
             leadership.end(&self.terms).await;
         }

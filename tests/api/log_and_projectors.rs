@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use projections::log::{read_after, StoredEvent};
-use projections::runner::{Progress, ProjectionError, Projector, Runner};
+use projections::progress::Progress;
+use projections::projector::{ProjectionError, Projector};
+use projections::runner::Runner;
 use projections::tail::LogTail;
 use projections::Position;
 use reqwest::StatusCode;

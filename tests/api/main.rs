@@ -31,3 +31,4 @@ mod security_sessions;
 mod store;
 mod users;
 mod webhooks;
+mod workers;

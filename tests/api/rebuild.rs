@@ -32,7 +32,7 @@ async fn count_published(app: &TestApp) -> usize {
 
 /// A from-scratch replay of the posts read model, for comparison.
 async fn replayed(app: &TestApp, pool: &PgPool) -> String {
-    projections::runner::reset(pool, "posts").await.unwrap();
+    projections::reset::reset(pool, "posts").await.unwrap();
     let head = projections::log::head(pool).await.unwrap();
     assert!(
         app.state
@@ -201,7 +201,7 @@ async fn a_second_rebuild_of_the_same_projector_is_refused_while_one_runs() {
             .await
             .unwrap();
     sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(projections::runner::advisory_key("rebuild:posts"))
+        .bind(projections::leader::advisory_key("rebuild:posts"))
         .execute(&mut holder)
         .await
         .unwrap();
@@ -260,7 +260,7 @@ async fn operators_rebuild_over_http_and_from_the_cli() {
         // The lock is released just after the swap commits.
         let lock_free: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_lock($1) AND pg_advisory_unlock($1)")
-                .bind(projections::runner::advisory_key("rebuild:posts"))
+                .bind(projections::leader::advisory_key("rebuild:posts"))
                 .fetch_one(&pool)
                 .await
                 .unwrap();

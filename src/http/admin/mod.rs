@@ -49,7 +49,7 @@ async fn list_projections(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
 ) -> Result<Response, ApiError> {
-    let statuses = projections::runner::statuses(&state.pool)
+    let statuses = projections::status::statuses(&state.pool)
         .await
         .map_err(ApiError::internal)?;
     let relay = crate::fanout::relay::status(&state.pool, &state.config.nats_stream)
