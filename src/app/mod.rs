@@ -5,6 +5,7 @@
 //! wait for before reading its own writes.
 
 pub mod accounts;
+pub mod analytics;
 pub mod error;
 pub mod sessions;
 

@@ -1,23 +1,111 @@
 //! `GET /events`: the global log in commit order, in its public form (admins only).
 
+use aggregates::values::ValueError;
 use axum::extract::State;
 use axum::response::Response;
 use projections::Position;
+use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::consistency::{log_position, with_position, MinPosition};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::AdminUser;
-use crate::http::listing::{bad_parameter, QueryParams};
 use crate::http::openapi::schemas::{
-    BadRequest, EventParams, Forbidden, Listing, PublicEvent, ReadHeaders, Unauthorized,
+    BadRequest, Forbidden, Listing, PublicEvent, ReadHeaders, Unauthorized,
 };
+use crate::http::parse::{Fields, Parse};
+use crate::http::query::{page_size, StrictQuery};
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
+
+/// The parameters of `GET /events`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// A position token: only events after it.
+    #[param(nullable = false)]
+    after: Option<String>,
+    /// Page size, 1 to 1000.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 100, nullable = false)]
+    limit: Option<String>,
+    /// The tail: the newest `last` events (1 to 1000), oldest first; not with `after`.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, nullable = false)]
+    last: Option<String>,
+    /// `user`, `post` or `session`.
+    #[param(nullable = false)]
+    aggregate_type: Option<String>,
+    /// A public event type, e.g. `post.published`.
+    #[param(nullable = false)]
+    event_type: Option<String>,
+}
+
+/// Which stretch of the log to read.
+enum LogPage {
+    /// Forward from a position.
+    After { after: Position, limit: i64 },
+    /// The newest `last` events.
+    Tail { last: i64 },
+}
+
+pub struct EventQuery {
+    page: LogPage,
+    aggregate_type: Option<String>,
+    event_type: Option<String>,
+}
+
+impl Parse for EventParams {
+    type Output = EventQuery;
+
+    fn parse(self) -> Result<EventQuery, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let after = fields.optional("after", self.after.as_deref(), |raw| {
+            raw.parse::<Position>().map_err(|_| ValueError {
+                code: "FORMAT",
+                message: "must be a position token".into(),
+            })
+        });
+        let limit = page_size(
+            &mut fields,
+            "limit",
+            self.limit.as_deref(),
+            MAX_LIMIT,
+            DEFAULT_LIMIT,
+        );
+        let last = match self.last.as_deref() {
+            None => Some(None),
+            Some(raw) => {
+                page_size(&mut fields, "last", Some(raw), MAX_LIMIT, DEFAULT_LIMIT).map(Some)
+            }
+        };
+        let page = match (after, last, limit) {
+            (Some(Some(_)), Some(Some(_)), _) => {
+                fields.refuse(
+                    "last",
+                    "CONFLICT",
+                    "cannot be combined with after: last reads the tail, after pages forward",
+                );
+                None
+            }
+            (Some(None), Some(Some(last)), _) => Some(LogPage::Tail { last }),
+            (Some(after), Some(None), Some(limit)) => Some(LogPage::After {
+                after: after.unwrap_or(Position::START),
+                limit,
+            }),
+            _ => None,
+        };
+        fields.finish(page.map(|page| EventQuery {
+            page,
+            aggregate_type: self.aggregate_type,
+            event_type: self.event_type,
+        }))
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_events))
@@ -46,82 +134,26 @@ async fn list_events(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     min: MinPosition,
-    params: QueryParams,
+    StrictQuery(query): StrictQuery<EventParams>,
 ) -> Result<Response, ApiError> {
     let position = log_position(&state, &min).await?;
-    let mut after = None;
-    let mut last = None;
-    let mut limit = DEFAULT_LIMIT;
-    let mut aggregate_type = None;
-    let mut event_type = None;
-    for (name, value) in &params.0 {
-        match name.as_str() {
-            "after" => {
-                after =
-                    Some(value.parse::<Position>().map_err(|_| {
-                        bad_parameter("after", "FORMAT", "must be a position token")
-                    })?);
-            }
-            "last" => {
-                last = Some(
-                    value
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            bad_parameter("last", "RANGE", "must be an integer from 1 to 1000")
-                        })?,
-                );
-            }
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        bad_parameter("limit", "RANGE", "must be an integer from 1 to 1000")
-                    })?;
-            }
-            "aggregate_type" => aggregate_type = Some(value.clone()),
-            "event_type" => event_type = Some(value.clone()),
-            other => {
-                return Err(bad_parameter(
-                    other,
-                    "UNKNOWN_PARAMETER",
-                    "is not a parameter of this list",
-                ))
-            }
-        }
-    }
-
+    let EventQuery {
+        page,
+        aggregate_type,
+        event_type,
+    } = query;
     let filter = Some((&aggregate_type, &event_type));
-    let (events, has_more) = match (after, last) {
-        (Some(_), Some(_)) => {
-            return Err(bad_parameter(
-                "last",
-                "CONFLICT",
-                "cannot be combined with after: last reads the tail, after pages forward",
-            ))
+    let (events, has_more, limit) = match page {
+        LogPage::Tail { last } => {
+            let events = projections::log::read_last(&state.pool, last, filter).await?;
+            (events, false, last)
         }
-        (None, Some(last)) => {
-            let events = projections::log::read_last(&state.pool, last, filter)
-                .await
-                .map_err(ApiError::internal)?;
-            limit = last;
-            (events, false)
-        }
-        (after, None) => {
-            let mut events = projections::log::read_filtered(
-                &state.pool,
-                after.unwrap_or(Position::START),
-                limit + 1,
-                filter,
-            )
-            .await
-            .map_err(ApiError::internal)?;
+        LogPage::After { after, limit } => {
+            let mut events =
+                projections::log::read_filtered(&state.pool, after, limit + 1, filter).await?;
             let has_more = events.len() as i64 > limit;
             events.truncate(limit as usize);
-            (events, has_more)
+            (events, has_more, limit)
         }
     };
     let page = &events[..];

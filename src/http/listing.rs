@@ -8,8 +8,6 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{FromRequestParts, RawQuery};
-use axum::http::request::Parts;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,103 +20,11 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::http::error::{ApiError, FieldError};
+use crate::http::query::{bad_parameter, bad_query, QueryParams};
 use crate::http::respond::CHRONICLE_POSITION;
-
-/// The longest query parameter value any route takes (a cursor, a search, a field list); the
-/// OpenAPI document states it as the parameters' `maxLength`.
-pub const MAX_QUERY_VALUE: usize = 2048;
 
 pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
-
-/// The raw query parameters, in order.
-pub struct QueryParams(pub Vec<(String, String)>);
-
-impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let RawQuery(raw) = RawQuery::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound)?;
-        let pairs: Vec<(String, String)> =
-            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-        if let Some((name, _)) = pairs
-            .iter()
-            .find(|(_, v)| v.chars().count() > MAX_QUERY_VALUE)
-        {
-            return Err(bad_parameter(
-                name,
-                "LENGTH",
-                &format!("must be at most {MAX_QUERY_VALUE} characters"),
-            ));
-        }
-        // Postgres text cannot hold NUL; refuse it here rather than fail in the query.
-        if let Some((name, _)) = pairs
-            .iter()
-            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
-        {
-            return Err(bad_parameter(
-                name,
-                "FORMAT",
-                "must not contain NUL characters",
-            ));
-        }
-        Ok(QueryParams(pairs))
-    }
-}
-
-/// The query of an operator's log list (webhook deliveries, the email outbox): an optional
-/// `status` among `statuses`, and `limit` from 1 to 100 (default 50); anything else is 400.
-pub struct StatusList {
-    pub status: Option<String>,
-    pub limit: i64,
-}
-
-impl StatusList {
-    pub fn parse(params: &QueryParams, statuses: &[&str]) -> Result<Self, ApiError> {
-        let mut list = StatusList {
-            status: None,
-            limit: 50,
-        };
-        for (name, value) in &params.0 {
-            match name.as_str() {
-                "status" if statuses.contains(&value.as_str()) => list.status = Some(value.clone()),
-                "status" => {
-                    let allowed = match statuses.split_last() {
-                        Some((last, [])) => (*last).to_owned(),
-                        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-                        None => String::new(),
-                    };
-                    return Err(bad_parameter(
-                        "status",
-                        "ENUM",
-                        &format!("must be {allowed}"),
-                    ));
-                }
-                "limit" => {
-                    list.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            bad_parameter("limit", "RANGE", "must be an integer from 1 to 100")
-                        })?;
-                }
-                other => {
-                    return Err(bad_parameter(
-                        other,
-                        "UNKNOWN_PARAMETER",
-                        "is not a parameter of this list",
-                    ))
-                }
-            }
-        }
-        Ok(list)
-    }
-}
 
 /// What a resource allows in a list request.
 pub struct ListSpec {
@@ -136,18 +42,6 @@ pub struct ListRequest {
     pub limit: i64,
     pub fields: Option<Vec<String>>,
     pub filters: HashMap<String, String>,
-}
-
-fn bad(errors: Vec<FieldError>) -> ApiError {
-    let detail = match errors.len() {
-        1 => "1 query parameter is invalid".to_owned(),
-        n => format!("{n} query parameters are invalid"),
-    };
-    ApiError::Malformed { detail, errors }
-}
-
-pub fn bad_parameter(name: &str, code: &str, message: &str) -> ApiError {
-    bad(vec![FieldError::new(name, code, message)])
 }
 
 impl ListRequest {
@@ -291,7 +185,7 @@ impl ListRequest {
         }
 
         if !errors.is_empty() {
-            return Err(bad(errors));
+            return Err(bad_query(errors));
         }
         let filters = values
             .iter()
@@ -499,47 +393,6 @@ mod tests {
     use projections::listing::SqlType;
 
     const ID: &str = "0190b3c2-7a4e-7c3d-8e2f-1a2b3c4d5e6f";
-
-    fn params(pairs: &[(&str, &str)]) -> QueryParams {
-        QueryParams(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
-    }
-
-    fn refused_field(result: Result<StatusList, ApiError>) -> String {
-        match result {
-            Err(ApiError::Malformed { errors, .. }) => errors[0].field.clone(),
-            Err(other) => panic!("expected a 400, got {other:?}"),
-            Ok(_) => panic!("expected a 400"),
-        }
-    }
-
-    #[test]
-    fn a_status_list_takes_a_known_status_and_a_bounded_limit_and_refuses_the_rest() {
-        let statuses = ["pending", "sent", "failed"];
-
-        let list =
-            StatusList::parse(&params(&[("status", "sent"), ("limit", "7")]), &statuses).unwrap();
-        let default = StatusList::parse(&params(&[]), &statuses).unwrap();
-
-        assert_eq!((list.status.as_deref(), list.limit), (Some("sent"), 7));
-        assert_eq!((default.status, default.limit), (None, 50));
-        for (bad, field) in [
-            (("status", "succeeded"), "status"),
-            (("limit", "0"), "limit"),
-            (("limit", "101"), "limit"),
-            (("limit", "ten"), "limit"),
-            (("sort", "-id"), "sort"),
-        ] {
-            assert_eq!(
-                refused_field(StatusList::parse(&params(&[bad]), &statuses)),
-                field
-            );
-        }
-    }
 
     fn by_created() -> Vec<Sort> {
         vec![Sort {

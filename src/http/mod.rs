@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod parse;
 pub mod password_reset;
 pub mod posts;
+pub mod query;
 pub mod rate_limit;
 pub mod respond;
 pub mod sessions;

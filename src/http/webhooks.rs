@@ -17,12 +17,12 @@ use crate::fanout::webhooks::store::{self, Changes, Endpoint};
 use crate::fanout::webhooks::targets::{self, TargetError};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{AdminUser, Parsed, PathId};
-use crate::http::listing::{QueryParams, StatusList};
 use crate::http::openapi::schemas::{
     BadRequest, Data, Forbidden, IdPath, Items, NotFound, PayloadTooLarge, Unauthorized,
     UnsupportedMediaType, ValidationFailed,
 };
 use crate::http::parse::{Fields, Parse};
+use crate::http::query::{StatusList, StrictQuery};
 use crate::http::respond::Answer;
 use crate::state::AppState;
 
@@ -93,15 +93,30 @@ pub struct DeliveryPath {
     delivery_id: Uuid,
 }
 
-#[derive(IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
 pub struct DeliveryParams {
     /// `pending`, `succeeded` or `failed`.
     status: Option<String>,
     /// 1 to 100, default 50.
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+}
+
+impl Parse for DeliveryParams {
+    type Output = StatusList;
+
+    fn parse(self) -> Result<StatusList, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let list = StatusList::parse(
+            &mut fields,
+            self.status,
+            self.limit.as_deref(),
+            &["pending", "succeeded", "failed"],
+        );
+        fields.finish(list)
+    }
 }
 
 const AGGREGATES: [&str; 3] = ["user", "post", "session"];
@@ -508,14 +523,10 @@ async fn list_deliveries(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
-    params: QueryParams,
+    StrictQuery(list): StrictQuery<DeliveryParams>,
 ) -> Result<Response, ApiError> {
     found(&state, id).await?;
-    let StatusList { status, limit } =
-        StatusList::parse(&params, &["pending", "succeeded", "failed"])?;
-    let deliveries = store::deliveries(&state.pool, id, status.as_deref(), limit)
-        .await
-        .map_err(ApiError::internal)?;
+    let deliveries = store::deliveries(&state.pool, id, list.status.as_deref(), list.limit).await?;
     Ok(Json(json!({ "data": deliveries })).into_response())
 }
 

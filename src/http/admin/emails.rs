@@ -4,26 +4,43 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::email::store::{self, EmailView, RetryOutcome};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{AdminUser, PathId};
-use crate::http::listing::{QueryParams, StatusList};
 use crate::http::openapi::schemas::{BadRequest, Forbidden, IdPath, Items, NotFound, Unauthorized};
+use crate::http::parse::{Fields, Parse};
+use crate::http::query::{StatusList, StrictQuery};
 use crate::state::AppState;
 
-#[derive(IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
 pub struct EmailParams {
     /// `pending`, `sent` or `failed`.
     status: Option<String>,
     /// 1 to 100, default 50.
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+}
+
+impl Parse for EmailParams {
+    type Output = StatusList;
+
+    fn parse(self) -> Result<StatusList, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let list = StatusList::parse(
+            &mut fields,
+            self.status,
+            self.limit.as_deref(),
+            &["pending", "sent", "failed"],
+        );
+        fields.finish(list)
+    }
 }
 
 /// The outbox, newest first: every message's addressing, status and attempts, never its body.
@@ -43,12 +60,9 @@ pub struct EmailParams {
 pub(super) async fn list_emails(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    params: QueryParams,
+    StrictQuery(list): StrictQuery<EmailParams>,
 ) -> Result<Response, ApiError> {
-    let StatusList { status, limit } = StatusList::parse(&params, &["pending", "sent", "failed"])?;
-    let emails = store::list(&state.pool, limit, status.as_deref())
-        .await
-        .map_err(ApiError::internal)?;
+    let emails = store::list(&state.pool, list.limit, list.status.as_deref()).await?;
     Ok(Json(json!({ "data": emails })).into_response())
 }
 

@@ -375,27 +375,6 @@ pub struct UserFilters {
     pub created_before: Option<DateTime<Utc>>,
 }
 
-/// The parameters of `GET /events`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct EventParams {
-    /// A position token: only events after it.
-    #[param(nullable = false)]
-    pub after: Option<String>,
-    /// Page size, 1 to 1000.
-    #[param(minimum = 1, maximum = 1000, default = 100, nullable = false)]
-    pub limit: Option<i64>,
-    /// The tail: the newest `last` events (1 to 1000), oldest first; not with `after`.
-    #[param(minimum = 1, maximum = 1000, nullable = false)]
-    pub last: Option<i64>,
-    /// `user`, `post` or `session`.
-    #[param(nullable = false)]
-    pub aggregate_type: Option<String>,
-    /// A public event type, e.g. `post.published`.
-    #[param(nullable = false)]
-    pub event_type: Option<String>,
-}
-
 fn problem_response(description: &str) -> ResponseBuilder {
     ResponseBuilder::new().description(description).content(
         PROBLEM_JSON,

@@ -11,11 +11,12 @@ use serde_json::json;
 use crate::http::consistency::{log_position, read_position, with_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, MaybeAuthUser, PathId};
-use crate::http::listing::{ListAnswer, ListRequest, ListSpec, QueryParams};
+use crate::http::listing::{ListAnswer, ListRequest, ListSpec};
 use crate::http::openapi::schemas::{
     BadRequest, ConditionalReadHeaders, Data, Forbidden, IdPath, Items, ListParams, Listing,
     NotFound, PostFilters, PublicEvent, ReadHeaders, Unauthorized,
 };
+use crate::http::query::QueryParams;
 use crate::http::respond::{not_modified, not_modified_response, Answer};
 use crate::http::views::PostView;
 use crate::state::AppState;
