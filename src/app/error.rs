@@ -1,6 +1,7 @@
 //! Why a use case failed. The HTTP layer maps each variant to its problem document; the CLI
 //! prints them.
 
+use aggregates::post::PostError;
 use aggregates::session::SessionError;
 use aggregates::user::UserError;
 
@@ -12,6 +13,8 @@ pub enum AppError {
     User(#[from] CommandError<UserError>),
     #[error(transparent)]
     Session(#[from] CommandError<SessionError>),
+    #[error(transparent)]
+    Post(#[from] CommandError<PostError>),
     /// An unknown email, a wrong password or a deactivated user: one answer for all three.
     #[error("the email or password is wrong")]
     InvalidCredentials,

@@ -2,20 +2,19 @@
 
 use aggregates::Role;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use crate::auth::api_keys::{self, ApiKeyRow};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{AdminUser, Parsed, PathId};
 use crate::http::openapi::schemas::{
-    self, ApiKeyView, BadRequest, Data, Forbidden, IdPath, Items, NewApiKey, NotFound,
-    PayloadTooLarge, Unauthorized, UnsupportedMediaType, ValidationFailed,
+    self, BadRequest, Data, Forbidden, IdPath, Items, NotFound, PayloadTooLarge, Unauthorized,
+    UnsupportedMediaType, ValidationFailed,
 };
 use crate::http::parse::{one_of, Fields, Parse};
 use crate::http::respond::Answer;
@@ -65,15 +64,40 @@ impl Parse for CreateKeyRequest {
     }
 }
 
-fn key_view(row: &ApiKeyRow) -> Value {
-    json!({
-        "id": row.id,
-        "name": row.name,
-        "role": row.role,
-        "prefix": row.prefix,
-        "created_by": row.created_by,
-        "created_at": row.created_at,
-    })
+/// An API key as listed: never the key itself.
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyView {
+    id: Uuid,
+    name: String,
+    #[schema(value_type = schemas::Role)]
+    role: String,
+    /// The key's first characters, to recognise it.
+    prefix: String,
+    /// The admin the key acts as.
+    created_by: Uuid,
+    created_at: DateTime<Utc>,
+}
+
+impl ApiKeyView {
+    fn from_row(row: &ApiKeyRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name.clone(),
+            role: row.role.clone(),
+            prefix: row.prefix.clone(),
+            created_by: row.created_by,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// A new API key: the only answer that carries the key.
+#[derive(Serialize, ToSchema)]
+pub struct NewApiKey {
+    #[serde(flatten)]
+    listed: ApiKeyView,
+    /// `sk_live_...`: send as `X-API-Key` or `Authorization: Bearer`. Shown once.
+    key: String,
 }
 
 /// Create an API key.
@@ -101,14 +125,17 @@ async fn create_key(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     Parsed(key): Parsed<CreateKeyRequest>,
-) -> Result<Answer<Value>, ApiError> {
+) -> Result<Answer<NewApiKey>, ApiError> {
     let issued = api_keys::create(&state.pool, key.name.trim(), key.role, admin.user_id)
         .await
         .map_err(ApiError::internal)?;
 
-    let mut view = key_view(&issued.row);
-    view["key"] = json!(issued.key);
-    Ok(Answer::ok(view).created(format!("/api/v1/api-keys/{}", issued.row.id)))
+    let location = format!("/api/v1/api-keys/{}", issued.row.id);
+    Ok(Answer::ok(NewApiKey {
+        listed: ApiKeyView::from_row(&issued.row),
+        key: issued.key,
+    })
+    .created(location))
 }
 
 /// List API keys.
@@ -128,12 +155,11 @@ async fn create_key(
 async fn list_keys(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Vec<ApiKeyView>>, ApiError> {
     let keys = api_keys::list(&state.pool)
         .await
         .map_err(ApiError::internal)?;
-    let data: Vec<Value> = keys.iter().map(key_view).collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(Answer::ok(keys.iter().map(ApiKeyView::from_row).collect()))
 }
 
 /// Revoke an API key.
@@ -155,13 +181,13 @@ async fn list_keys(
 async fn revoke_key(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    PathId(id): PathId<uuid::Uuid>,
-) -> Result<Response, ApiError> {
+    PathId(id): PathId<Uuid>,
+) -> Result<Answer<()>, ApiError> {
     if api_keys::revoke(&state.pool, id)
         .await
         .map_err(ApiError::internal)?
     {
-        Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+        Ok(Answer::no_content())
     } else {
         Err(ApiError::NotFound)
     }

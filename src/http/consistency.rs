@@ -110,15 +110,3 @@ pub async fn log_position(state: &AppState, min: &MinPosition) -> Result<Positio
         }
     }
 }
-
-/// A JSON answer with the `Chronicle-Position` it was read at.
-pub fn with_position(body: serde_json::Value, position: Position) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let mut response = axum::Json(body).into_response();
-    if let Ok(value) = axum::http::HeaderValue::from_str(&position.to_string()) {
-        response
-            .headers_mut()
-            .insert(crate::http::respond::CHRONICLE_POSITION.clone(), value);
-    }
-    response
-}

@@ -2,22 +2,23 @@
 
 use aggregates::values::ValueError;
 use axum::extract::State;
-use axum::response::Response;
 use projections::Position;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::Value;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::consistency::{log_position, with_position, MinPosition};
+use crate::http::consistency::{log_position, MinPosition};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::AdminUser;
 use crate::http::openapi::schemas::{
-    BadRequest, Forbidden, Listing, PublicEvent, ReadHeaders, Unauthorized,
+    BadRequest, CursorPagination, Forbidden, Listing, Pagination, PublicEvent, ReadHeaders,
+    Unauthorized,
 };
 use crate::http::parse::{Fields, Parse};
 use crate::http::query::{page_size, StrictQuery};
+use crate::http::respond::Answer;
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: i64 = 100;
@@ -135,7 +136,7 @@ async fn list_events(
     AdminUser(_): AdminUser,
     min: MinPosition,
     StrictQuery(query): StrictQuery<EventParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Vec<Value>>, ApiError> {
     let position = log_position(&state, &min).await?;
     let EventQuery {
         page,
@@ -156,17 +157,19 @@ async fn list_events(
             (events, has_more, limit)
         }
     };
-    let page = &events[..];
-    let next = page
+    let next_cursor = events
         .last()
         .filter(|_| has_more)
         .map(|e| e.position.to_string());
-    let data: Vec<_> = page.iter().map(projections::public::public_event).collect();
-    Ok(with_position(
-        json!({
-            "data": data,
-            "pagination": { "limit": limit, "next_cursor": next, "has_more": has_more },
-        }),
-        position,
-    ))
+    let data: Vec<_> = events
+        .iter()
+        .map(projections::public::public_event)
+        .collect();
+    Ok(Answer::ok(data)
+        .paginated(Pagination::Cursor(CursorPagination {
+            limit,
+            next_cursor,
+            has_more,
+        }))
+        .position(Some(position)))
 }

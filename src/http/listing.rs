@@ -8,9 +8,6 @@
 
 use std::collections::HashMap;
 
-use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -20,8 +17,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::http::error::{ApiError, FieldError};
+use crate::http::openapi::schemas::{CursorPagination, OffsetPagination, Pagination};
 use crate::http::query::{bad_parameter, bad_query, QueryParams};
-use crate::http::respond::CHRONICLE_POSITION;
+use crate::http::respond::Answer;
 
 pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
@@ -258,29 +256,31 @@ impl ListRequest {
         let pagination = match self.page {
             Page::Offset(page) => {
                 let total = listed.total.unwrap_or(0);
-                json!({
-                    "page": page,
-                    "limit": self.limit,
-                    "total": total,
-                    "total_pages": (total + self.limit - 1) / self.limit,
+                Pagination::Offset(OffsetPagination {
+                    page,
+                    limit: self.limit,
+                    total,
+                    total_pages: (total + self.limit - 1) / self.limit,
                 })
             }
             Page::After(_) => {
-                let next = if listed.has_more {
+                let next_cursor = if listed.has_more {
                     listed
                         .last_values
                         .map(|v| encode_cursor(&self.sort_text, &v, cursor_key))
                 } else {
                     None
                 };
-                json!({ "limit": self.limit, "next_cursor": next, "has_more": listed.has_more })
+                Pagination::Cursor(CursorPagination {
+                    limit: self.limit,
+                    next_cursor,
+                    has_more: listed.has_more,
+                })
             }
         };
-        ListAnswer {
-            items,
-            pagination,
-            position: Some(position),
-        }
+        Answer::ok(items)
+            .paginated(pagination)
+            .position(Some(position))
     }
 
     /// Runs the list over a read model and renders each row through `view`.
@@ -331,27 +331,8 @@ fn scope(spec: &ListSpec, sort_text: &str) -> String {
     format!("{}:{sort_text}", spec.resource)
 }
 
-pub struct ListAnswer {
-    pub items: Vec<Value>,
-    pub pagination: Value,
-    pub position: Option<Position>,
-}
-
-impl IntoResponse for ListAnswer {
-    fn into_response(self) -> Response {
-        let mut response =
-            Json(json!({ "data": self.items, "pagination": self.pagination })).into_response();
-        if let Some(position) = self
-            .position
-            .and_then(|p| HeaderValue::from_str(&p.to_string()).ok())
-        {
-            response
-                .headers_mut()
-                .insert(CHRONICLE_POSITION.clone(), position);
-        }
-        response
-    }
-}
+/// A page of a list, its items projected to the requested fields.
+pub type ListAnswer = Answer<Vec<Value>>;
 
 type HmacSha256 = Hmac<Sha256>;
 

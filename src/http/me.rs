@@ -2,8 +2,6 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -74,30 +72,24 @@ async fn list_my_sessions(
     State(state): State<AppState>,
     SessionUser(caller): SessionUser,
     min: MinPosition,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Vec<SessionView>>, ApiError> {
     let position = read_position(&state, &["sessions"], &min).await?;
     let sessions = projections::sessions::active_for_user(&state.pool, *caller.user_id.as_uuid())
         .await
         .map_err(ApiError::internal)?;
-    let data: Vec<_> = sessions
+    let data = sessions
         .into_iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "created_at": s.created_at,
-                "last_used_at": s.last_used_at,
-                "expires_at": s.expires_at,
-                "ip": s.ip,
-                "user_agent": s.user_agent,
-                "current": caller.session_id().is_some_and(|sid| *sid.as_uuid() == s.id),
-            })
+        .map(|s| SessionView {
+            current: caller
+                .session_id()
+                .is_some_and(|sid| *sid.as_uuid() == s.id),
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
         })
         .collect();
-    let mut response = Json(json!({ "data": data })).into_response();
-    if let Ok(value) = axum::http::HeaderValue::from_str(&position.to_string()) {
-        response
-            .headers_mut()
-            .insert(crate::http::respond::CHRONICLE_POSITION.clone(), value);
-    }
-    Ok(response)
+    Ok(Answer::ok(data).position(Some(position)))
 }

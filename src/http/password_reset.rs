@@ -18,7 +18,7 @@ use crate::http::openapi::schemas::{
     ValidationFailed,
 };
 use crate::http::parse::{Fields, Parse};
-use crate::http::respond::no_content;
+use crate::http::respond::Answer;
 use crate::http::users::{sent, Sent};
 use crate::state::AppState;
 
@@ -130,7 +130,7 @@ async fn confirm_password_reset(
     State(state): State<AppState>,
     meta: RequestMeta,
     Parsed(reset): Parsed<PasswordResetConfirmation>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<()>, ApiError> {
     let position = accounts::reset_password(
         &state,
         &meta.command(None),
@@ -139,5 +139,5 @@ async fn confirm_password_reset(
     )
     .await?;
     let fresh = caught_up(&state, &["users", "sessions"], position).await;
-    Ok(no_content(position, !fresh))
+    Ok(Answer::no_content().position(position).eventual(!fresh))
 }

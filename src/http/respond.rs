@@ -1,4 +1,5 @@
-//! Success answers: the `{"data": ...}` envelope with the headers a resource carries.
+//! Success answers, one type for all of them: the `{"data": ...}` envelope (with `pagination`
+//! for a page of a list), or no body for a 204, and the headers a resource carries.
 
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -6,11 +7,14 @@ use axum::Json;
 use projections::Position;
 use serde::Serialize;
 
+use crate::http::openapi::schemas::Pagination;
+
 pub static CHRONICLE_POSITION: HeaderName = HeaderName::from_static("chronicle-position");
 
 pub struct Answer<T> {
     status: StatusCode,
     body: T,
+    pagination: Option<Pagination>,
     etag: Option<u64>,
     location: Option<String>,
     position: Option<Position>,
@@ -20,18 +24,51 @@ pub struct Answer<T> {
 #[derive(Serialize)]
 struct Envelope<T> {
     data: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pagination: Option<Pagination>,
+}
+
+/// What a 202 says: the work is queued.
+#[derive(Serialize)]
+pub struct Accepted {
+    status: &'static str,
+}
+
+impl Answer<()> {
+    /// A 204: no body, but still the headers saying where the command's events landed.
+    pub fn no_content() -> Self {
+        Self::with_status(StatusCode::NO_CONTENT, ())
+    }
+}
+
+impl Answer<Accepted> {
+    /// A 202 `{"data": {"status": "accepted"}}`.
+    pub fn accepted() -> Self {
+        Self::with_status(StatusCode::ACCEPTED, Accepted { status: "accepted" })
+    }
 }
 
 impl<T: Serialize> Answer<T> {
     pub fn ok(body: T) -> Self {
+        Self::with_status(StatusCode::OK, body)
+    }
+
+    fn with_status(status: StatusCode, body: T) -> Self {
         Self {
-            status: StatusCode::OK,
+            status,
             body,
+            pagination: None,
             etag: None,
             location: None,
             position: None,
             eventual: false,
         }
+    }
+
+    /// A page of a list: the envelope also carries its `pagination`.
+    pub fn paginated(mut self, pagination: Pagination) -> Self {
+        self.pagination = Some(pagination);
+        self
     }
 
     /// Turns the answer into a 201 with `Location`.
@@ -64,7 +101,15 @@ pub fn etag_value(version: u64) -> String {
 
 impl<T: Serialize> IntoResponse for Answer<T> {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(Envelope { data: self.body })).into_response();
+        let mut response = if self.status == StatusCode::NO_CONTENT {
+            self.status.into_response()
+        } else {
+            let envelope = Envelope {
+                data: self.body,
+                pagination: self.pagination,
+            };
+            (self.status, Json(envelope)).into_response()
+        };
         let headers = response.headers_mut();
         if let Some(etag) = self
             .etag
@@ -94,13 +139,6 @@ fn command_headers(
     if eventual {
         headers.insert(X_CONSISTENCY.clone(), HeaderValue::from_static("eventual"));
     }
-}
-
-/// A 204 that still reports where the command's events landed.
-pub fn no_content(position: Option<Position>, eventual: bool) -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    command_headers(response.headers_mut(), position, eventual);
-    response
 }
 
 /// True when `If-None-Match` names the current version, so the answer can be a 304.

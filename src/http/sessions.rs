@@ -3,7 +3,6 @@
 
 use aggregates::SessionId;
 use axum::extract::State;
-use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -19,7 +18,7 @@ use crate::http::openapi::schemas::{
     UnsupportedMediaType, ValidationFailed,
 };
 use crate::http::parse::{Fields, Parse};
-use crate::http::respond::{no_content, Answer};
+use crate::http::respond::Answer;
 use crate::state::AppState;
 
 /// Every session command's answer, and the reads after it, depend on the sessions read model.
@@ -111,10 +110,10 @@ async fn logout(
     SessionUser(caller): SessionUser,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<()>, ApiError> {
     let position = sessions::sign_out(&state, &meta.command(Some(caller.user_id)), &caller).await?;
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(no_content(position, !fresh))
+    Ok(Answer::no_content().position(position).eventual(!fresh))
 }
 
 /// Sign out of every session.
@@ -139,11 +138,11 @@ async fn logout_all(
     SessionUser(caller): SessionUser,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<()>, ApiError> {
     let position =
         sessions::sign_out_everywhere(&state, &meta.command(Some(caller.user_id)), &caller).await?;
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(no_content(position, !fresh))
+    Ok(Answer::no_content().position(position).eventual(!fresh))
 }
 
 /// Revoke one of my sessions.
@@ -170,7 +169,7 @@ async fn revoke_my_session(
     PathId(session): PathId<SessionId>,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<()>, ApiError> {
     let position = sessions::revoke_own(
         &state,
         &meta.command(Some(caller.user_id)),
@@ -179,5 +178,5 @@ async fn revoke_my_session(
     )
     .await?;
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(no_content(position, !fresh))
+    Ok(Answer::no_content().position(position).eventual(!fresh))
 }

@@ -1,19 +1,16 @@
 //! `/webhooks` (admins): endpoints, their secrets, test pings, deliveries, retries and replays.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::fanout::webhooks::signing::new_secret;
-use crate::fanout::webhooks::store::{self, Changes, Endpoint};
+use crate::fanout::webhooks::store::{self, Changes, Delivery, Endpoint};
 use crate::fanout::webhooks::targets::{self, TargetError};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{AdminUser, Parsed, PathId};
@@ -23,7 +20,7 @@ use crate::http::openapi::schemas::{
 };
 use crate::http::parse::{Fields, Parse};
 use crate::http::query::{StatusList, StrictQuery};
-use crate::http::respond::Answer;
+use crate::http::respond::{Accepted, Answer};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -38,36 +35,54 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// A webhook endpoint (the secret only in the answers that create or rotate it).
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
 pub struct WebhookView {
     id: Uuid,
     url: String,
     event_types: Vec<String>,
     description: Option<String>,
     enabled: bool,
+    /// Why the endpoint was turned off, when it was turned off for failing.
     disabled_reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
+impl WebhookView {
+    fn from_endpoint(endpoint: &Endpoint) -> Self {
+        Self {
+            id: endpoint.id,
+            url: endpoint.url.clone(),
+            event_types: endpoint.event_types.clone(),
+            description: endpoint.description.clone(),
+            enabled: endpoint.enabled,
+            disabled_reason: endpoint.disabled_reason.clone(),
+            created_at: endpoint.created_at,
+            updated_at: endpoint.updated_at,
+        }
+    }
+}
+
 /// A webhook endpoint with its signing secret (`whsec_` + base64 of 32 bytes), shown once.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
 pub struct WebhookWithSecret {
-    id: Uuid,
-    url: String,
-    event_types: Vec<String>,
-    description: Option<String>,
-    enabled: bool,
+    #[serde(flatten)]
+    endpoint: WebhookView,
+    /// The plaintext just made; the row holds it sealed.
     secret: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+}
+
+impl WebhookWithSecret {
+    fn new(endpoint: &Endpoint, secret: String) -> Self {
+        Self {
+            endpoint: WebhookView::from_endpoint(endpoint),
+            secret,
+        }
+    }
 }
 
 /// One delivery of one event to one endpoint.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
 pub struct DeliveryView {
     id: Uuid,
     endpoint_id: Uuid,
@@ -81,6 +96,24 @@ pub struct DeliveryView {
     next_attempt_at: Option<DateTime<Utc>>,
     delivered_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(d: Delivery) -> Self {
+        Self {
+            id: d.id,
+            endpoint_id: d.endpoint_id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            status: d.status,
+            attempts: d.attempts,
+            last_status_code: d.last_status_code,
+            last_error: d.last_error,
+            next_attempt_at: d.next_attempt_at,
+            delivered_at: d.delivered_at,
+            created_at: d.created_at,
+        }
+    }
 }
 
 #[derive(IntoParams)]
@@ -233,26 +266,6 @@ impl Parse for ReplayRequest {
     }
 }
 
-fn view(endpoint: &Endpoint) -> Value {
-    json!({
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "event_types": endpoint.event_types,
-        "description": endpoint.description,
-        "enabled": endpoint.enabled,
-        "disabled_reason": endpoint.disabled_reason,
-        "created_at": endpoint.created_at,
-        "updated_at": endpoint.updated_at,
-    })
-}
-
-/// The secret is the plaintext just made: the row holds it sealed.
-fn with_secret(endpoint: &Endpoint, secret: &str) -> Value {
-    let mut v = view(endpoint);
-    v["secret"] = json!(secret);
-    v
-}
-
 fn target_message(error: &TargetError) -> String {
     match error {
         TargetError::NotHttp => format!("the URL {error}"),
@@ -296,7 +309,7 @@ async fn create_endpoint(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     Parsed(body): Parsed<CreateEndpointRequest>,
-) -> Result<Answer<Value>, ApiError> {
+) -> Result<Answer<WebhookWithSecret>, ApiError> {
     allowed_target(&state, &body.url).await?;
     let secret = new_secret();
     let endpoint = store::create(
@@ -310,7 +323,7 @@ async fn create_endpoint(
     )
     .await
     .map_err(ApiError::internal)?;
-    Ok(Answer::ok(with_secret(&endpoint, &secret))
+    Ok(Answer::ok(WebhookWithSecret::new(&endpoint, secret))
         .created(format!("/api/v1/webhooks/{}", endpoint.id)))
 }
 
@@ -329,10 +342,11 @@ async fn create_endpoint(
 async fn list_endpoints(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Vec<WebhookView>>, ApiError> {
     let endpoints = store::list(&state.pool).await.map_err(ApiError::internal)?;
-    let data: Vec<Value> = endpoints.iter().map(view).collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(Answer::ok(
+        endpoints.iter().map(WebhookView::from_endpoint).collect(),
+    ))
 }
 
 /// Get a webhook endpoint.
@@ -353,8 +367,10 @@ async fn get_endpoint(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
-) -> Result<Answer<Value>, ApiError> {
-    Ok(Answer::ok(view(&found(&state, id).await?)))
+) -> Result<Answer<WebhookView>, ApiError> {
+    Ok(Answer::ok(WebhookView::from_endpoint(
+        &found(&state, id).await?,
+    )))
 }
 
 /// Change a webhook endpoint's URL, event types, description or enabled flag.
@@ -381,7 +397,7 @@ async fn update_endpoint(
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
     Parsed(body): Parsed<UpdateEndpointRequest>,
-) -> Result<Answer<Value>, ApiError> {
+) -> Result<Answer<WebhookView>, ApiError> {
     if let Some(url) = &body.url {
         allowed_target(&state, url).await?;
     }
@@ -395,7 +411,7 @@ async fn update_endpoint(
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound)?;
-    Ok(Answer::ok(view(&endpoint)))
+    Ok(Answer::ok(WebhookView::from_endpoint(&endpoint)))
 }
 
 /// Delete a webhook endpoint and its deliveries.
@@ -416,12 +432,12 @@ async fn delete_endpoint(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<()>, ApiError> {
     if store::delete(&state.pool, id)
         .await
         .map_err(ApiError::internal)?
     {
-        Ok(StatusCode::NO_CONTENT.into_response())
+        Ok(Answer::no_content())
     } else {
         Err(ApiError::NotFound)
     }
@@ -445,21 +461,13 @@ async fn rotate_secret(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
-) -> Result<Answer<Value>, ApiError> {
+) -> Result<Answer<WebhookWithSecret>, ApiError> {
     let secret = new_secret();
     let endpoint = store::rotate_secret(&state.pool, &state.secrets, id, &secret)
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound)?;
-    Ok(Answer::ok(with_secret(&endpoint, &secret)))
-}
-
-fn accepted() -> Response {
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({ "data": { "status": "accepted" } })),
-    )
-        .into_response()
+    Ok(Answer::ok(WebhookWithSecret::new(&endpoint, secret)))
 }
 
 /// Send a `webhook.test` message to the endpoint.
@@ -480,7 +488,7 @@ async fn send_test(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Accepted>, ApiError> {
     let endpoint = found(&state, id).await?;
     let event_id = Uuid::now_v7();
     let body = json!({
@@ -501,7 +509,7 @@ async fn send_test(
     .await
     .map_err(ApiError::internal)?;
     state.webhook_wake.notify_one();
-    Ok(accepted())
+    Ok(Answer::accepted())
 }
 
 /// List the endpoint's recent deliveries, newest first.
@@ -524,10 +532,12 @@ async fn list_deliveries(
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
     StrictQuery(list): StrictQuery<DeliveryParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Vec<DeliveryView>>, ApiError> {
     found(&state, id).await?;
     let deliveries = store::deliveries(&state.pool, id, list.status.as_deref(), list.limit).await?;
-    Ok(Json(json!({ "data": deliveries })).into_response())
+    Ok(Answer::ok(
+        deliveries.into_iter().map(DeliveryView::from).collect(),
+    ))
 }
 
 /// Retry one delivery now.
@@ -548,7 +558,7 @@ async fn retry_delivery(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path((id, delivery)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Accepted>, ApiError> {
     let (Ok(id), Ok(delivery)) = (Uuid::parse_str(&id), Uuid::parse_str(&delivery)) else {
         return Err(ApiError::NotFound);
     };
@@ -559,7 +569,7 @@ async fn retry_delivery(
         return Err(ApiError::NotFound);
     }
     state.webhook_wake.notify_one();
-    Ok(accepted())
+    Ok(Answer::accepted())
 }
 
 /// Re-deliver every matching event recorded since a time, also from before the endpoint existed.
@@ -586,11 +596,11 @@ async fn replay(
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
     Parsed(since): Parsed<ReplayRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Accepted>, ApiError> {
     let endpoint = found(&state, id).await?;
     crate::fanout::webhooks::replay::replay(&state.pool, &endpoint, since)
         .await
         .map_err(ApiError::internal)?;
     state.webhook_wake.notify_one();
-    Ok(accepted())
+    Ok(Answer::accepted())
 }

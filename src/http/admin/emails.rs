@@ -1,11 +1,7 @@
 //! `/api/v1/admin/emails` (admins): the outbox without bodies, and retrying failed messages.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -15,6 +11,7 @@ use crate::http::extract::{AdminUser, PathId};
 use crate::http::openapi::schemas::{BadRequest, Forbidden, IdPath, Items, NotFound, Unauthorized};
 use crate::http::parse::{Fields, Parse};
 use crate::http::query::{StatusList, StrictQuery};
+use crate::http::respond::{Accepted, Answer};
 use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -61,9 +58,9 @@ pub(super) async fn list_emails(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     StrictQuery(list): StrictQuery<EmailParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Vec<EmailView>>, ApiError> {
     let emails = store::list(&state.pool, list.limit, list.status.as_deref()).await?;
-    Ok(Json(json!({ "data": emails })).into_response())
+    Ok(Answer::ok(emails))
 }
 
 /// Send a failed message again: it is `pending` once more, with a fresh 24 h of retries.
@@ -85,16 +82,12 @@ pub(super) async fn retry_email(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Accepted>, ApiError> {
     match store::retry(&state.pool, id)
         .await
         .map_err(ApiError::internal)?
     {
-        RetryOutcome::Queued => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "data": { "status": "accepted" } })),
-        )
-            .into_response()),
+        RetryOutcome::Queued => Ok(Answer::accepted()),
         RetryOutcome::NotFound => Err(ApiError::NotFound),
         RetryOutcome::NotFailed => Err(ApiError::Conflict {
             code: "CONFLICT",

@@ -5,7 +5,6 @@ mod emails;
 mod page;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -15,6 +14,7 @@ use utoipa_axum::routes;
 use crate::http::error::ApiError;
 use crate::http::extract::AdminUser;
 use crate::http::openapi::schemas::{Forbidden, NotFound, Unauthorized};
+use crate::http::respond::{Accepted, Answer};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -85,7 +85,7 @@ async fn rebuild_projection(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Accepted>, ApiError> {
     // A durable request: whichever instance leads the projector carries it out, and its
     // successor resumes it should that instance die.
     match projections::rebuild::request(&state.pool, &name).await {
@@ -100,9 +100,5 @@ async fn rebuild_projection(
         Err(projections::rebuild::RebuildError::Database(e)) => return Err(ApiError::internal(e)),
         Err(e) => return Err(ApiError::internal(e)),
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "data": { "status": "accepted" } })),
-    )
-        .into_response())
+    Ok(Answer::accepted())
 }

@@ -122,6 +122,7 @@ impl From<AppError> for ApiError {
         match err {
             AppError::User(e) => e.into(),
             AppError::Session(e) => e.into(),
+            AppError::Post(e) => e.into(),
             AppError::InvalidCredentials => ApiError::invalid_credentials(),
             AppError::Throttled { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
             AppError::UnknownRefreshToken => ApiError::unauthorized(),

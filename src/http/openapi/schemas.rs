@@ -194,32 +194,6 @@ pub struct SessionView {
     pub current: bool,
 }
 
-/// An API key as listed: never the key itself.
-#[derive(Serialize, ToSchema)]
-pub struct ApiKeyView {
-    pub id: Uuid,
-    pub name: String,
-    pub role: Role,
-    /// The key's first characters, to recognise it.
-    pub prefix: String,
-    /// The admin the key acts as.
-    pub created_by: Uuid,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A new API key: the only answer that carries the key.
-#[derive(Serialize, ToSchema)]
-pub struct NewApiKey {
-    pub id: Uuid,
-    pub name: String,
-    pub role: Role,
-    pub prefix: String,
-    pub created_by: Uuid,
-    pub created_at: DateTime<Utc>,
-    /// `sk_live_...`: send as `X-API-Key` or `Authorization: Bearer`. Shown once.
-    pub key: String,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct Liveness {
     /// Always `ok`.

@@ -6,9 +6,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use projections::listing::{Bind, Condition};
 use projections::posts::{COLUMNS, SORT_KEYS, TABLE};
-use serde_json::json;
+use serde_json::Value;
 
-use crate::http::consistency::{log_position, read_position, with_position, MinPosition};
+use crate::app::history;
+use crate::http::consistency::{log_position, read_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, MaybeAuthUser, PathId};
 use crate::http::listing::{ListAnswer, ListRequest, ListSpec};
@@ -248,26 +249,8 @@ pub(super) async fn post_history(
     AuthUser(caller): AuthUser,
     PathId(id): PathId<PostId>,
     min: MinPosition,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Vec<Value>>, ApiError> {
     let position = log_position(&state, &min).await?;
-    let (post, _) = state.posts.load(&id.to_string()).await?;
-    let author = post.author_id.ok_or(ApiError::NotFound)?;
-    if !caller.actor().may_act_for(author) {
-        // Someone else's drafts must not be discoverable through their history either.
-        return Err(
-            if post.status == aggregates::post::PostStatus::Published && !post.deleted {
-                ApiError::Forbidden
-            } else {
-                ApiError::NotFound
-            },
-        );
-    }
-    let events = projections::log::aggregate_events(&state.pool, "post", &id.to_string())
-        .await
-        .map_err(ApiError::internal)?;
-    let data: Vec<_> = events
-        .iter()
-        .map(projections::public::public_event)
-        .collect();
-    Ok(with_position(json!({ "data": data }), position))
+    let events = history::of_post(&state, &caller, id).await?;
+    Ok(Answer::ok(events).position(Some(position)))
 }

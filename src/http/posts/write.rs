@@ -4,7 +4,6 @@ use aggregates::post::{Post, PostCommand};
 use aggregates::values::{PostBody, PostTitle, Tags};
 use aggregates::PostId;
 use axum::extract::State;
-use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -19,7 +18,7 @@ use crate::http::openapi::schemas::{
     WriteHeaders,
 };
 use crate::http::parse::{one_of, Fields, Parse};
-use crate::http::respond::{no_content, Answer};
+use crate::http::respond::Answer;
 use crate::http::views::PostView;
 use crate::state::AppState;
 
@@ -465,7 +464,7 @@ pub(super) async fn delete_post(
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<()>, ApiError> {
     let command = PostCommand::Delete {
         actor: caller.actor(),
         expected_version,
@@ -473,5 +472,7 @@ pub(super) async fn delete_post(
     };
     let done = transition(&state, &caller, id, &meta, expected_version, command).await?;
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, done.position).await;
-    Ok(no_content(done.position, !fresh))
+    Ok(Answer::no_content()
+        .position(done.position)
+        .eventual(!fresh))
 }

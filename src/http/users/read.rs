@@ -6,9 +6,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use projections::listing::{Bind, Condition};
 use projections::users::{COLUMNS, SORT_KEYS, TABLE};
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::http::consistency::{log_position, read_position, with_position, MinPosition};
+use crate::app::history;
+use crate::http::consistency::{log_position, read_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, AuthUser, PathId};
 use crate::http::listing::{ListAnswer, ListRequest, ListSpec};
@@ -169,20 +170,8 @@ pub(super) async fn user_history(
     AuthUser(caller): AuthUser,
     PathId(id): PathId<UserId>,
     min: MinPosition,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Vec<Value>>, ApiError> {
     let position = log_position(&state, &min).await?;
-    if !caller.actor().may_act_for(id) {
-        return Err(ApiError::Forbidden);
-    }
-    let events = projections::log::aggregate_events(&state.pool, "user", &id.to_string())
-        .await
-        .map_err(ApiError::internal)?;
-    if events.is_empty() {
-        return Err(ApiError::NotFound);
-    }
-    let data: Vec<_> = events
-        .iter()
-        .map(projections::public::public_event)
-        .collect();
-    Ok(with_position(json!({ "data": data }), position))
+    let events = history::of_user(&state, &caller, id).await?;
+    Ok(Answer::ok(events).position(Some(position)))
 }

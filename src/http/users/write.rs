@@ -3,7 +3,6 @@
 use aggregates::user::UserCommand;
 use aggregates::UserId;
 use axum::extract::State;
-use axum::response::Response;
 
 use crate::app::accounts;
 use crate::app::caught_up;
@@ -18,7 +17,7 @@ use crate::http::openapi::schemas::{
     PreconditionFailed, Problem, Unauthorized, UnsupportedMediaType, ValidationFailed,
     WriteHeaders,
 };
-use crate::http::respond::{no_content, Answer};
+use crate::http::respond::Answer;
 use crate::http::users::requests::{
     ChangePasswordRequest, CreateUserRequest, ReplaceUserRequest, UpdateUserRequest,
     VerifyEmailRequest,
@@ -234,7 +233,7 @@ pub(super) async fn deactivate_user(
     IfMatch(expected_version): IfMatch,
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<()>, ApiError> {
     let command = UserCommand::Deactivate {
         actor: caller.actor(),
         expected_version,
@@ -258,7 +257,7 @@ pub(super) async fn deactivate_user(
     .await?;
     let position = revoked.or(done.position);
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(no_content(position, !fresh))
+    Ok(Answer::no_content().position(position).eventual(!fresh))
 }
 
 /// Verify a user's email.
@@ -350,7 +349,7 @@ pub(super) async fn change_password(
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
     Parsed(change): Parsed<ChangePasswordRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<()>, ApiError> {
     let position = accounts::change_password(
         &state,
         &meta.command(Some(caller.user_id)),
@@ -361,5 +360,5 @@ pub(super) async fn change_password(
     )
     .await?;
     let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(no_content(position, !fresh))
+    Ok(Answer::no_content().position(position).eventual(!fresh))
 }
