@@ -58,6 +58,7 @@ async fn sign_up_and_sign_in_are_visible_to_the_very_next_read() {
     assert!(sessions
         .iter()
         .any(|s| s["id"] == session_of(&second_token).as_str() && s["current"] == true));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -140,6 +141,7 @@ async fn every_post_command_is_visible_to_the_very_next_read() {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     problem(after_delete, StatusCode::NOT_FOUND, "NOT_FOUND").await;
     assert_eq!(authors_after_delete, Vec::<String>::new());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -193,6 +195,7 @@ async fn every_user_command_is_visible_to_the_very_next_read() {
     assert_eq!(after_deactivation["data"]["status"], "deactivated");
     assert_eq!(deactivated_list, vec![id.clone()]);
     problem(login_after, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -277,6 +280,7 @@ async fn chronicle_min_position_from_a_command_is_honoured_by_every_read() {
         let body = problem(response, StatusCode::BAD_REQUEST, "MALFORMED_REQUEST").await;
         assert_eq!(body["errors"][0]["field"], "Chronicle-Min-Position");
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -301,4 +305,5 @@ async fn a_position_the_read_models_never_reach_is_503_projection_lagging_after_
     .await;
     assert!(waited >= Duration::from_millis(1900), "waited {waited:?}");
     assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    app.finish().await;
 }

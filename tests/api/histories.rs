@@ -5,58 +5,49 @@ use std::collections::HashSet;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::client::NewPost;
 use crate::helpers::problem;
-use crate::reads::{header, id_of, ids, keys, list, position, publish, set, spawn_app};
+use crate::reads::{header, id_of, ids, keys, list, position, set, spawn_app};
 
 #[tokio::test]
 async fn post_history_lists_the_events_oldest_first_for_the_author_and_admins_only() {
     let app = spawn_app().await;
-    let (author_id, author, _) = app.register("historian@example.com").await;
-    let (_, stranger, _) = app.register("snoop@example.com").await;
-    let (admin_id, admin) = app.admin().await;
+    let author = app.signed_up("historian").await;
+    let stranger = app.signed_up("snoop").await;
+    let admin = app.signed_in_admin().await;
     let post = id_of(
-        &app.create_post(&author, json!({"title": "First", "body": "B"}))
-            .await,
-    );
-    let path = format!("/api/v1/posts/{post}");
-    assert_eq!(
-        app.patch(&path, Some(&author), json!({"title": "Second"}))
+        &author
+            .create_post(NewPost::draft("First", "B"))
             .await
-            .status(),
-        StatusCode::OK
+            .created(),
     );
-    publish(&app, &author, &post).await;
-    assert_eq!(
-        app.patch(&path, Some(&admin), json!({"title": "Moderated"}))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    author
+        .patch_post(&post, json!({"title": "Second"}))
+        .await
+        .ok();
+    author.publish(&post).await.ok();
+    admin
+        .patch_post(&post, json!({"title": "Moderated"}))
+        .await
+        .ok();
     let draft = id_of(
-        &app.create_post(&author, json!({"title": "Hidden", "body": "B"}))
-            .await,
+        &author
+            .create_post(NewPost::draft("Hidden", "B"))
+            .await
+            .created(),
     );
-    let history_path = format!("{path}/history");
 
-    let by_author = app.get(&history_path, Some(&author)).await;
-    let by_admin = app.get(&history_path, Some(&admin)).await;
-    let by_stranger = app.get(&history_path, Some(&stranger)).await;
-    let anonymous = app.get(&history_path, None).await;
-    let draft_by_stranger = app
-        .get(&format!("/api/v1/posts/{draft}/history"), Some(&stranger))
-        .await;
-    let unknown = app
-        .get(
-            &format!("/api/v1/posts/{}/history", uuid::Uuid::now_v7()),
-            Some(&admin),
-        )
-        .await;
-    let deleted = app.send(Method::DELETE, &path, Some(&author), None).await;
-    let after_delete = app.get(&history_path, Some(&author)).await;
-    let deleted_by_stranger = app.get(&history_path, Some(&stranger)).await;
+    let by_author = author.post_history(&post).await;
+    let by_admin = admin.post_history(&post).await;
+    let by_stranger = stranger.post_history(&post).await;
+    let anonymous = app.anonymous().post_history(&post).await;
+    let draft_by_stranger = stranger.post_history(&draft).await;
+    let unknown = admin.post_history(&uuid::Uuid::now_v7().to_string()).await;
+    let deleted = author.delete_post(&post).await;
+    let after_delete = author.post_history(&post).await;
+    let deleted_by_stranger = stranger.post_history(&post).await;
 
-    assert_eq!(by_author.status(), StatusCode::OK);
-    let body: Value = by_author.json().await.unwrap();
+    let body = by_author.expect(StatusCode::OK);
     let events = body["data"].as_array().unwrap();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
@@ -100,21 +91,19 @@ async fn post_history_lists_the_events_oldest_first_for_the_author_and_admins_on
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
     assert_eq!(events[0]["data"]["title"], "First");
     assert_eq!(events[1]["data"]["title"], "Second");
-    assert_eq!(events[0]["metadata"]["actor_id"], author_id.as_str());
-    assert_eq!(events[3]["metadata"]["actor_id"], admin_id.as_str());
-    assert_eq!(by_admin.status(), StatusCode::OK);
-    let admin_body: Value = by_admin.json().await.unwrap();
-    assert_eq!(admin_body, body);
-    problem(by_stranger, StatusCode::FORBIDDEN, "FORBIDDEN").await;
-    problem(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
-    problem(draft_by_stranger, StatusCode::NOT_FOUND, "NOT_FOUND").await;
-    problem(unknown, StatusCode::NOT_FOUND, "NOT_FOUND").await;
-    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    assert_eq!(after_delete.status(), StatusCode::OK);
-    let after: Value = after_delete.json().await.unwrap();
-    assert_eq!(after["data"].as_array().unwrap().len(), 5);
-    assert_eq!(after["data"][4]["type"], "post.deleted");
-    problem(deleted_by_stranger, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    assert_eq!(events[0]["metadata"]["actor_id"], author.id.as_str());
+    assert_eq!(events[3]["metadata"]["actor_id"], admin.id.as_str());
+    assert_eq!(by_admin.expect(StatusCode::OK), body);
+    by_stranger.problem("FORBIDDEN");
+    anonymous.problem("UNAUTHORIZED");
+    draft_by_stranger.problem("NOT_FOUND");
+    unknown.problem("NOT_FOUND");
+    deleted.no_content();
+    let after = after_delete.ok();
+    assert_eq!(after.as_array().unwrap().len(), 5);
+    assert_eq!(after[4]["type"], "post.deleted");
+    deleted_by_stranger.problem("NOT_FOUND");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -182,6 +171,7 @@ async fn user_history_shows_the_users_events_without_any_secret() {
     problem(by_other, StatusCode::FORBIDDEN, "FORBIDDEN").await;
     problem(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     problem(unknown, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -307,6 +297,7 @@ async fn the_event_log_pages_with_after_filters_by_type_and_is_for_admins_only()
     assert!(post_events.iter().all(|e| e["aggregate_type"] == "post"));
     problem(by_user, StatusCode::FORBIDDEN, "FORBIDDEN").await;
     problem(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -345,4 +336,5 @@ async fn history_and_the_event_log_take_and_report_a_chronicle_position_like_eve
         );
         assert_eq!(garbage.status(), StatusCode::BAD_REQUEST, "{path}");
     }
+    app.finish().await;
 }

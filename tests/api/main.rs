@@ -6,8 +6,12 @@ mod analytics;
 mod auth;
 mod authorization;
 mod cli;
+mod client;
+#[path = "../common/mod.rs"]
+mod common;
 mod concurrency;
 mod consistency;
+mod drain;
 mod edge;
 mod email;
 mod errors;

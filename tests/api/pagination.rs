@@ -6,8 +6,8 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::problem;
-use crate::reads::{get_with, id_of, ids, list, spawn_app};
+use crate::client::NewPost;
+use crate::reads::{id_of, ids, list, spawn_app};
 
 #[tokio::test]
 async fn offset_pages_report_totals_and_a_page_past_the_end_is_empty() {
@@ -88,6 +88,7 @@ async fn offset_pages_report_totals_and_a_page_past_the_end_is_empty() {
         cursor_mode["pagination"],
         json!({"limit": 20, "next_cursor": null, "has_more": false})
     );
+    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -189,37 +190,33 @@ async fn a_cursor_walk_sees_each_post_once_while_new_posts_keep_arriving() {
         walked_ids, expected_ids,
         "exactly the original 100, each once"
     );
+    app.finish().await;
 }
 
 #[tokio::test]
 async fn a_page_number_far_past_the_end_is_an_empty_page_or_past_reach_a_400_never_a_500() {
     let app = spawn_app().await;
-    let (_, token, _) = app.register("far@example.com").await;
-    app.create_post(
-        &token,
-        json!({"title": "Only", "body": "B", "status": "published"}),
-    )
-    .await;
+    let author = app.signed_up("far").await;
+    let anonymous = app.anonymous();
+    author
+        .create_post(NewPost::published("Only", "B"))
+        .await
+        .created();
 
-    let response = get_with(
-        &app,
-        "/api/v1/posts",
-        &[("page", "100"), ("limit", "100")],
-        None,
-    )
-    .await;
-    let beyond = get_with(
-        &app,
-        "/api/v1/posts",
-        &[("page", "9223372036854775807"), ("limit", "100")],
-        None,
-    )
-    .await;
+    let response = anonymous
+        .get_with("/api/v1/posts", &[("page", "100"), ("limit", "100")])
+        .await;
+    let beyond = anonymous
+        .get_with(
+            "/api/v1/posts",
+            &[("page", "9223372036854775807"), ("limit", "100")],
+        )
+        .await;
 
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
+    let body = response.expect(StatusCode::OK);
     assert_eq!(ids(&body), Vec::<String>::new());
     assert_eq!(body["pagination"]["total"], 1);
-    let body = problem(beyond, StatusCode::BAD_REQUEST, "MALFORMED_REQUEST").await;
+    let body = beyond.problem("MALFORMED_REQUEST");
     assert_eq!(body["errors"][0]["field"], "page");
+    app.finish().await;
 }

@@ -133,6 +133,7 @@ async fn every_post_filter_returns_exactly_the_matching_posts() {
             }
         );
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -184,6 +185,7 @@ async fn every_post_sort_field_orders_both_ways_and_cursors_keep_that_order() {
         assert_eq!(whole, expected, "sort={sort}");
         assert_eq!(walked, expected, "sort={sort}, one page at a time");
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -231,6 +233,7 @@ async fn title_ties_break_by_id_in_the_first_keys_direction_or_by_a_second_key_i
         assert_eq!(whole, expected, "sort={sort}");
         assert_eq!(walked, expected, "sort={sort}, two at a time");
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -294,6 +297,7 @@ async fn fields_cuts_every_item_to_the_requested_fields_and_the_id() {
             "version"
         ])
     );
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -385,4 +389,5 @@ async fn an_authors_post_list_shows_drafts_only_to_the_author_and_admins() {
         "drafts first ascending, one page at a time"
     );
     assert_eq!(ids(&nobody), Vec::<String>::new());
+    app.finish().await;
 }

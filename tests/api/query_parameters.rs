@@ -165,12 +165,13 @@ async fn bad_list_parameters_are_400_naming_the_parameter() {
             "{path} {params:?}: {body}"
         );
     }
+    app.finish().await;
 }
 
 #[tokio::test]
 async fn a_nul_byte_in_a_text_filter_is_a_400_naming_the_parameter_not_a_500() {
     let app = spawn_app().await;
-    let (_, admin) = app.admin().await;
+    let admin = app.signed_in_admin().await;
     let cases = [
         ("/api/v1/posts", "q"),
         ("/api/v1/posts", "tag"),
@@ -179,18 +180,19 @@ async fn a_nul_byte_in_a_text_filter_is_a_400_naming_the_parameter_not_a_500() {
         ("/api/v1/events", "aggregate_type"),
     ];
 
-    let mut responses = Vec::new();
+    let mut answers = Vec::new();
     for (path, name) in cases {
-        responses.push(get_with(&app, path, &[(name, "a\0b")], Some(&admin)).await);
+        answers.push(admin.get_with(path, &[(name, "a\0b")]).await);
     }
 
-    for ((path, name), response) in cases.iter().zip(responses) {
+    for ((path, name), answer) in cases.iter().zip(answers) {
         assert_eq!(
-            response.status(),
+            answer.status(),
             StatusCode::BAD_REQUEST,
             "{path}?{name}=a%00b"
         );
-        let body = problem(response, StatusCode::BAD_REQUEST, "MALFORMED_REQUEST").await;
+        let body = answer.problem("MALFORMED_REQUEST");
         assert_eq!(body["errors"][0]["field"], *name);
     }
+    app.finish().await;
 }

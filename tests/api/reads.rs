@@ -8,14 +8,15 @@ use base64::Engine;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::client::App;
 use crate::helpers::TestApp;
 
 /// Query parameters, in order.
 pub type Params<'a> = Vec<(&'a str, &'a str)>;
 
 /// A server whose rate limits stay out of the way of tests that make many requests.
-pub async fn spawn_app() -> TestApp {
-    TestApp::spawn_with(&[
+pub async fn spawn_app() -> App {
+    App::spawn_with(&[
         ("RATE_LIMIT_PER_MINUTE", "100000"),
         ("AUTH_RATE_LIMIT_PER_MINUTE", "1000"),
     ])

@@ -112,6 +112,7 @@ async fn admins_list_users_by_role_status_time_and_text_and_users_may_not() {
     assert!(!everyone.to_string().contains("password"));
     problem(by_user, StatusCode::FORBIDDEN, "FORBIDDEN").await;
     problem(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -196,4 +197,5 @@ async fn me_is_the_full_user_and_sessions_mark_the_calling_one_as_current() {
         .unwrap();
     assert_eq!(second_session["user_agent"], "queries-test/2");
     problem(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    app.finish().await;
 }
