@@ -16,11 +16,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::str::FromStr;
 use tokio::sync::oneshot;
 
-/// The pause between two looks at a condition a test waits for. Looking again at once would
-/// spin: on two cores, tests polling flat out starve the servers they are waiting on.
-pub async fn poll_pause() {
-    tokio::time::sleep(Duration::from_millis(10)).await;
-}
+pub use crate::common::poll_pause;
 
 /// The password of every admin that [`TestApp::admin`] creates.
 pub const ADMIN_PASSWORD: &str = "correct horse battery";

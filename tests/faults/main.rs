@@ -3,6 +3,9 @@
 //! or proxy of its own on its own ports; the shared services are never touched.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../common/mod.rs"]
+#[allow(dead_code)]
+mod common;
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;

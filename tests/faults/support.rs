@@ -1,10 +1,9 @@
 //! What the fault tests share: deadline loops, and the processes and proxy they own and break
 //! (`chronicle serve`, nats-server, a TCP proxy in front of Postgres).
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::io::copy_bidirectional;
@@ -28,24 +27,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Looks every `POLL` until `check` returns `Some`, failing the test after `deadline`.
-pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < deadline,
-            "gave up after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
+pub use crate::common::eventually;
 
 fn child_output() -> Stdio {
     if std::env::var("TEST_LOG").is_ok() {
