@@ -104,7 +104,17 @@ impl PostgresBuilder {
             .command("initdb")
             .arg("-D")
             .arg(&pg.data)
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C"])
+            // A throwaway cluster's files need not survive a machine crash.
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .output()
             .context("running initdb")?;
         if !initdb.status.success() {
@@ -216,35 +226,81 @@ impl Postgres {
             .is_ok_and(|s| s.success())
     }
 
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
+    }
+
+    fn pg_ctl_start(&mut self) -> anyhow::Result<bool> {
+        let log = self.log();
+        let log = log
+            .to_str()
+            .context("the temporary directory's path is not UTF-8")?;
+        let options = format!("-p {}", self.port);
+        self.started = true;
+        Ok(self.pg_ctl(&["-l", log, "-w", "-t", "60", "-o", &options, "start"]))
+    }
+
     fn start_on_some_port(&mut self, preferred: Option<u16>) -> anyhow::Result<()> {
-        let log = self.dir.path().join("postgres.log");
         for attempt in 0..5 {
             self.port = match preferred {
                 Some(port) if attempt == 0 && tools::port_is_free(port) => port,
                 _ => tools::free_port()?,
             };
-            self.started = true;
-            let options = format!("-p {}", self.port);
-            let log_arg = log
-                .to_str()
-                .context("the temporary directory's path is not UTF-8")?;
-            if self.pg_ctl(&["-l", log_arg, "-w", "-t", "60", "-o", &options, "start"]) {
+            if self.pg_ctl_start()? {
                 return Ok(());
             }
             self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
             self.started = false;
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = std::fs::read_to_string(self.log()).unwrap_or_default();
             if !text.contains("Address already in use") {
                 bail!(
                     "postgres: could not start the throwaway cluster ({})\n{}",
                     self.bin.join("pg_ctl").display(),
-                    tools::log_tail(&log)
+                    tools::log_tail(&self.log())
                 );
             }
             // Lost a race for the port: try another one.
-            let _ = std::fs::write(&log, "");
+            let _ = std::fs::write(self.log(), "");
         }
         bail!("postgres: could not start the throwaway cluster: no free port found")
+    }
+
+    /// `pg_ctl stop -m fast`: sessions are terminated (57P01), open transactions rolled back.
+    pub fn stop_fast(&mut self) -> anyhow::Result<()> {
+        if !self.pg_ctl(&["-m", "fast", "-w", "-t", "30", "stop"]) {
+            bail!(
+                "postgres: pg_ctl stop failed\n{}",
+                tools::log_tail(&self.log())
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGKILL to the postmaster: no shutdown at all; its backends notice and exit on their own.
+    pub fn crash(&mut self) -> anyhow::Result<()> {
+        let pid = self
+            .postmaster_pid()
+            .context("no postmaster.pid: is the cluster running?")?;
+        if !tools::send_signal(pid.into(), "KILL") {
+            bail!("postgres: could not kill the postmaster ({pid})");
+        }
+        Ok(())
+    }
+
+    /// Starts the stopped or crashed cluster again on its port. After a crash the old
+    /// backends must exit before a new postmaster may start, so a refusal is retried.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self.pg_ctl_start()? {
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "postgres: the cluster did not start again\n{}",
+                    tools::log_tail(&self.log())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 }
 

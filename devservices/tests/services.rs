@@ -70,6 +70,24 @@ async fn a_throwaway_postgres_accepts_logins_and_is_gone_after_drop() {
     assert_gone("postgres", &dir, pid, port);
 }
 
+#[tokio::test]
+async fn a_cluster_stopped_or_crashed_starts_again_on_its_port() {
+    let mut pg = Postgres::start().unwrap();
+    let url = pg.url("postgres");
+
+    pg.stop_fast().unwrap();
+    let after_stop = probe_postgres(&url).await;
+    pg.restart().unwrap();
+    let after_first_restart = probe_postgres(&url).await;
+    pg.crash().unwrap();
+    pg.restart().unwrap();
+    let after_crash_and_restart = probe_postgres(&url).await;
+
+    assert_eq!(after_stop, PgProbe::Absent);
+    assert_eq!(after_first_restart, PgProbe::Accepting);
+    assert_eq!(after_crash_and_restart, PgProbe::Accepting);
+}
+
 #[test]
 fn a_throwaway_nats_has_jetstream_survives_kill_and_restart_and_is_gone_after_drop() {
     let mut nats = Nats::builder()
