@@ -78,14 +78,7 @@ async fn run() -> anyhow::Result<i32> {
                 .chain(rest)
                 .collect(),
         ),
-        "test" => (
-            "cargo".into(),
-            ["test", "--workspace", "--all-targets"]
-                .map(String::from)
-                .into_iter()
-                .chain(rest)
-                .collect(),
-        ),
+        "test" => ("cargo".into(), test_args(rest)),
         "run" if !rest.is_empty() => (rest[0].clone(), rest[1..].to_vec()),
         _ => {
             eprintln!("{USAGE}");
@@ -117,6 +110,27 @@ async fn run() -> anyhow::Result<i32> {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1))
+}
+
+/// `cargo test --workspace --all-targets ARGS`, without `--workspace` when ARGS name packages:
+/// cargo would otherwise test the whole workspace whatever `-p` says.
+fn test_args(rest: Vec<String>) -> Vec<String> {
+    let names_package = rest
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a.starts_with("-p") || a.starts_with("--package"));
+    let scope = if names_package {
+        None
+    } else {
+        Some("--workspace")
+    };
+    ["test"]
+        .into_iter()
+        .chain(scope)
+        .chain(["--all-targets"])
+        .map(String::from)
+        .chain(rest)
+        .collect()
 }
 
 /// Without `JWT_SECRET`, and unless another mode was asked for, `serve` runs in development
@@ -166,4 +180,37 @@ fn forward(target: i64, signal: &str) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_args;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_whole_workspace_is_tested_unless_packages_are_named() {
+        assert_eq!(
+            test_args(args(&["--test", "api", "--", "openapi"])),
+            args(&[
+                "test",
+                "--workspace",
+                "--all-targets",
+                "--test",
+                "api",
+                "--",
+                "openapi"
+            ])
+        );
+        assert_eq!(
+            test_args(args(&["-p", "aggregates"])),
+            args(&["test", "--all-targets", "-p", "aggregates"])
+        );
+        assert_eq!(
+            test_args(args(&["--", "-p"])),
+            args(&["test", "--workspace", "--all-targets", "--", "-p"])
+        );
+    }
 }
