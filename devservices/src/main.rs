@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitStatus;
 
 use anyhow::Context;
-use devservices::{dotenv, ensure_services, test_tools, Services};
+use devservices::{dotenv, ensure_services, test_tools};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 const USAGE: &str = "usage: chronicle-dev serve [chronicle serve args]   (cargo run --release --bin chronicle -- serve ...)
@@ -104,7 +104,7 @@ async fn run() -> anyhow::Result<i32> {
     }
     let status = run_forwarding_signals(&program, &program_args, &mut signals).await;
     // The command has shut down: now the services it used may go.
-    drop::<Services>(services);
+    drop(services);
     let status = status?;
     Ok(status
         .code()
