@@ -169,8 +169,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let services = services::Services::start().await?;
     eprintln!(
         "postgres on port {}, nats on port {}, scratch in {}",
-        services.pg.port,
-        services.nats.port,
+        services.pg.port(),
+        services.nats.port(),
         services.dir.path().display()
     );
     let command = format!(

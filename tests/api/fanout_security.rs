@@ -352,7 +352,7 @@ async fn a_stranger_publishing_a_far_future_position_cannot_make_the_relay_skip_
 #[tokio::test]
 async fn the_fan_out_signs_in_to_a_nats_that_requires_a_user_and_password_from_nats_url() {
     let nats = OwnNats::start_with(&["--user", "chronicle", "--pass", "p@ss word"]);
-    let url = format!("nats://chronicle:p%40ss%20word@127.0.0.1:{}", nats.port);
+    let url = format!("nats://chronicle:p%40ss%20word@127.0.0.1:{}", nats.port());
     let app = TestApp::spawn_with(&[("NATS_URL", url.as_str())]).await;
     let (_, admin) = app.admin().await;
     let receiver = Receiver::start(vec![]).await;
@@ -396,7 +396,7 @@ async fn the_fan_out_signs_in_to_a_nats_that_requires_a_user_and_password_from_n
 #[tokio::test]
 async fn the_relay_signs_in_to_a_nats_that_requires_a_token_from_nats_url() {
     let nats = OwnNats::start_with(&["--auth", "t0ken"]);
-    let url = format!("nats://t0ken@127.0.0.1:{}", nats.port);
+    let url = format!("nats://t0ken@127.0.0.1:{}", nats.port());
     let app = TestApp::spawn_with(&[("NATS_URL", url.as_str())]).await;
     let (admin_id, _) = app.admin().await;
 

@@ -11,9 +11,7 @@ use chronicle::startup::{Application, BuildOptions, MIGRATOR};
 use chronicle::state::AppState;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
-use std::str::FromStr;
+use sqlx::{Connection, PgConnection};
 use tokio::sync::oneshot;
 
 pub use crate::common::poll_pause;
@@ -21,13 +19,9 @@ pub use crate::common::poll_pause;
 /// The password of every admin that [`TestApp::admin`] creates.
 pub const ADMIN_PASSWORD: &str = "correct horse battery";
 
+/// `DATABASE_URL`'s `postgres` database: the configured one may not exist yet.
 pub fn admin_database_url() -> String {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    // The configured database may not exist yet; the maintenance database always does.
-    let mut options = PgConnectOptions::from_str(&url).expect("DATABASE_URL is a postgres URL");
-    options = options.database("postgres");
-    options.to_url_lossy().to_string()
+    devservices::admin_database_url().expect("DATABASE_URL is a postgres URL")
 }
 
 fn init_logging() {
@@ -95,10 +89,7 @@ async fn ensure_template(admin: &mut PgConnection) -> String {
 }
 
 pub fn with_database(url: &str, database: &str) -> String {
-    let options = PgConnectOptions::from_str(url)
-        .expect("postgres URL")
-        .database(database);
-    options.to_url_lossy().to_string()
+    devservices::with_database(url, database).expect("a postgres URL")
 }
 
 /// A database of its own for one test, cloned from the template and force-dropped on drop.
@@ -209,90 +200,37 @@ impl Drop for TestApp {
     }
 }
 
-/// A nats-server of the test's own, on its own port and store, that the test may kill.
-pub struct OwnNats {
-    pub port: u16,
-    store: std::path::PathBuf,
-    /// More nats-server arguments, e.g. `--user`/`--pass`.
-    extra: Vec<String>,
-    child: Option<std::process::Child>,
-}
+/// A nats-server of the test's own (devservices'), on its own port and store, that the test may
+/// kill and start again.
+pub struct OwnNats(devservices::Nats);
 
 impl OwnNats {
     pub fn start() -> Self {
         Self::start_with(&[])
     }
 
-    /// Starts with more nats-server arguments (kept for restarts).
+    /// Starts with more nats-server arguments (kept for restarts), e.g. `--user`/`--pass`.
     pub fn start_with(extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let store = std::env::temp_dir().join(format!(
-            "chronicle-test-nats-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let mut nats = Self {
-            port,
-            store,
-            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
-            child: None,
-        };
-        nats.restart();
-        nats
+        let nats = devservices::Nats::builder().args(extra).start();
+        Self(nats.expect("nats-server starts (install Debian's nats-server)"))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.port()
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
-    /// Starts (again) on the same port and store, and waits until it accepts connections.
+    /// Starts again on the same port and store, and waits until it accepts connections.
     pub fn restart(&mut self) {
-        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .unwrap_or("nats-server");
-        let child = std::process::Command::new(binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
-            .args(&self.extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server runs (install Debian's nats-server)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.0.restart().expect("nats-server starts again");
     }
 
     /// `kill -9`: no chance to flush anything.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.store);
+        self.0.kill();
     }
 }
 
@@ -345,10 +283,7 @@ pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
             "JWT_SECRET",
             "test-secret-that-is-long-enough-for-hs256-0123".to_owned(),
         ),
-        (
-            "NATS_URL",
-            std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned()),
-        ),
+        ("NATS_URL", devservices::nats_url()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -1,150 +1,76 @@
-//! A Postgres server of the test's own (initdb into a temporary directory, run as the `postgres`
-//! user), which the test can stop fast, crash with `kill -9` and start again, and the admin that
-//! a test makes on it.
-
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-
+//! A Postgres server of the test's own (a devservices throwaway cluster), which the test can stop
+//! fast, crash with `kill -9` and start again, and the admin that a test makes on it.
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tokio::process::Command;
 
-use crate::support::{eventually, free_port};
-
-/// Postgres refuses to run as root; the tests may run as root.
-const OS_USER: &str = "postgres";
-
+/// A throwaway cluster of the test's own (devservices'). Stopped and removed when dropped.
 pub struct PgServer {
-    pub port: u16,
-    dir: PathBuf,
-}
-
-fn quiet() -> Stdio {
-    if std::env::var("TEST_LOG").is_ok() {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    }
-}
-
-/// Runs a Postgres tool as the `postgres` user when this process is root, else as itself.
-fn as_postgres(tool: &str) -> Command {
-    let root = std::env::var("USER").is_ok_and(|u| u == "root")
-        || std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    let mut command = if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", OS_USER, "--", tool]);
-        c
-    } else {
-        Command::new(tool)
-    };
-    command.stdout(quiet()).stderr(quiet()).kill_on_drop(true);
-    command
+    /// `None` only while a blocking call has it on another thread.
+    server: Option<devservices::Postgres>,
 }
 
 impl PgServer {
     pub async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "chronicle-fault-pg-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("the server's directory");
-        let _ = Command::new("chown").arg(OS_USER).arg(&dir).status().await;
-        let status = as_postgres("initdb")
-            .arg("-D")
-            .arg(dir.join("data"))
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
-            .status()
-            .await
-            .expect("initdb runs (install Postgres' server binaries)");
-        assert!(status.success(), "initdb succeeded");
-        let server = Self {
-            port: free_port(),
-            dir,
-        };
-        server.run().await;
-        server
+        let server = tokio::task::spawn_blocking(|| {
+            devservices::Postgres::builder()
+                .setting("fsync", "off")
+                .setting("max_connections", "300")
+                .start()
+        })
+        .await
+        .expect("joined")
+        .expect("a throwaway cluster starts (install Postgres' server binaries)");
+        Self {
+            server: Some(server),
+        }
     }
 
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        self.server
+            .as_ref()
+            .expect("the server is here")
+            .url(database)
     }
 
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    /// Starts the server (again) and waits until it accepts connections. After a crash the
-    /// orphaned backends of the old server must exit first, so a refused start is retried.
-    pub async fn run(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
-            self.port,
-            self.dir.display()
-        );
-        let data = self.data();
-        let log = self.dir.join("log");
-        eventually(Duration::from_secs(30), "Postgres to start", || {
-            let mut command = as_postgres("pg_ctl");
-            command
-                .args(["start", "-w", "-t", "20", "-D"])
-                .arg(&data)
-                .arg("-l")
-                .arg(&log)
-                .args(["-o", &options]);
-            async move { command.status().await.ok()?.success().then_some(()) }
+    /// Runs a blocking call off the runtime, so the app under test keeps running meanwhile.
+    async fn blocking(
+        &mut self,
+        what: &str,
+        call: impl FnOnce(&mut devservices::Postgres) -> anyhow::Result<()> + Send + 'static,
+    ) {
+        let mut server = self.server.take().expect("the server is here");
+        let (server, outcome) = tokio::task::spawn_blocking(move || {
+            let outcome = call(&mut server);
+            (server, outcome)
         })
-        .await;
+        .await
+        .expect("joined");
+        self.server = Some(server);
+        if let Err(e) = outcome {
+            panic!("{what}: {e:#}");
+        }
+    }
+
+    /// Starts the server again on its port and waits until it accepts connections.
+    pub async fn run(&mut self) {
+        self.blocking("Postgres starts again", devservices::Postgres::restart)
+            .await;
     }
 
     /// `pg_ctl stop -m fast`: sessions are terminated (57P01), open transactions rolled back.
-    pub async fn stop_fast(&self) {
-        let status = as_postgres("pg_ctl")
-            .args(["stop", "-m", "fast", "-w", "-D"])
-            .arg(self.data())
-            .status()
-            .await
-            .expect("pg_ctl runs");
-        assert!(status.success(), "Postgres stopped");
+    pub async fn stop_fast(&mut self) {
+        self.blocking("Postgres stops", devservices::Postgres::stop_fast)
+            .await;
     }
 
     /// `kill -9` of the postmaster.
-    pub async fn crash(&self) {
-        let pid_file = std::fs::read_to_string(self.data().join("postmaster.pid"))
-            .expect("a running server has a pid file");
-        let pid = pid_file.lines().next().expect("the pid").trim().to_owned();
-        let status = Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .await
-            .expect("kill runs");
-        assert!(status.success(), "SIGKILL sent to the postmaster");
-    }
-}
-
-impl Drop for PgServer {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("runuser")
-            .args([
-                "-u",
-                OS_USER,
-                "--",
-                "pg_ctl",
-                "stop",
-                "-m",
-                "immediate",
-                "-D",
-            ])
-            .arg(self.data())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
+    pub async fn crash(&mut self) {
+        self.blocking(
+            "SIGKILL sent to the postmaster",
+            devservices::Postgres::crash,
+        )
+        .await;
     }
 }
 

@@ -44,7 +44,7 @@ fn label(outcome: &Outcome) -> String {
 #[tokio::test]
 async fn postgres_stopped_fast_and_crashed_under_load_gives_503s_not_500s_and_every_created_post_is_readable(
 ) {
-    let pg = PgServer::start().await;
+    let mut pg = PgServer::start().await;
     let nats = Nats::start().await;
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let server = Chronicle::start_on(

@@ -20,11 +20,7 @@ pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123";
 pub const POLL: Duration = Duration::from_millis(25);
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local address")
-        .port()
+    devservices::free_port().expect("a free port")
 }
 
 pub use crate::common::eventually;
@@ -137,114 +133,89 @@ impl Chronicle {
     }
 }
 
-/// A nats-server of the test's own, on its own port and store directory, that the test stops,
-/// kills and whose store it copies and replaces. Killed and removed when dropped.
+/// A nats-server of the test's own (devservices'), on its own port and store directory, that the
+/// test stops, kills and whose store it copies and replaces. Stopped and removed when dropped.
 pub struct Nats {
-    pub port: u16,
-    store: PathBuf,
-    copies: Vec<PathBuf>,
-    child: Option<Child>,
+    /// `None` only while a blocking call has it on another thread.
+    server: Option<devservices::Nats>,
+    copies: usize,
 }
 
 impl Nats {
     pub async fn start() -> Self {
-        let store = std::env::temp_dir().join(format!(
-            "chronicle-fault-nats-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let mut nats = Self {
-            port: free_port(),
-            store,
-            copies: Vec::new(),
-            child: None,
-        };
-        nats.run().await;
-        nats
+        let server = tokio::task::spawn_blocking(devservices::Nats::start)
+            .await
+            .expect("joined")
+            .expect("nats-server starts (install Debian's nats-server)");
+        Self {
+            server: Some(server),
+            copies: 0,
+        }
+    }
+
+    fn server(&self) -> &devservices::Nats {
+        self.server.as_ref().expect("the server is here")
+    }
+
+    /// Runs a blocking call off the runtime, so the app under test keeps running meanwhile.
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        call: impl FnOnce(&mut devservices::Nats) -> T + Send + 'static,
+    ) -> T {
+        let mut server = self.server.take().expect("the server is here");
+        let (server, out) = tokio::task::spawn_blocking(move || {
+            let out = call(&mut server);
+            (server, out)
+        })
+        .await
+        .expect("joined");
+        self.server = Some(server);
+        out
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        self.server().url()
+    }
+
+    fn running(&self) -> bool {
+        self.server().pid().is_some()
     }
 
     /// Starts the server (again) on the same port and store; returns once it accepts clients.
     pub async fn run(&mut self) {
-        assert!(self.child.is_none(), "nats-server already runs");
-        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("nats-server");
-        let child = Command::new(binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nats-server runs (install Debian's nats-server)");
-        self.child = Some(child);
-        let port = self.port;
-        eventually(
-            Duration::from_secs(10),
-            "nats-server to listen",
-            || async move {
-                TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
+        assert!(!self.running(), "nats-server already runs");
+        self.blocking(|nats| nats.restart())
+            .await
+            .expect("nats-server starts again");
     }
 
     /// A clean stop (SIGTERM): JetStream writes what it holds before it exits.
     pub async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = child.id().expect("running nats-server has a pid");
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
+        self.blocking(|nats| nats.stop(Duration::from_secs(10)))
             .await
-            .expect("kill runs");
-        assert!(status.success(), "SIGTERM sent to nats-server");
-        let exited = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        assert!(exited.is_ok(), "nats-server did not stop on SIGTERM");
+            .expect("nats-server stops on SIGTERM");
     }
 
     /// `kill -9`: whatever JetStream acknowledged but had not written yet is gone.
     pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.start_kill().expect("SIGKILL");
-            child.wait().await.expect("reaped");
-        }
+        self.blocking(|nats| nats.kill()).await;
     }
 
     /// A copy of the store as it is now (the server must not be running).
     pub async fn copy_store(&mut self) -> PathBuf {
-        assert!(self.child.is_none(), "copy the store of a stopped server");
-        let copy = self
-            .store
-            .with_extension(format!("copy{}", self.copies.len()));
-        self.copies.push(copy.clone());
-        copy_dir(&self.store, &copy).await;
+        assert!(!self.running(), "copy the store of a stopped server");
+        let store = self.server().store();
+        // Beside the store, inside the server's directory, so it goes with it.
+        let copy = store.with_extension(format!("copy{}", self.copies));
+        self.copies += 1;
+        copy_dir(&store, &copy).await;
         copy
     }
 
     /// Puts an earlier copy in place of the store (the server must not be running).
     pub async fn replace_store(&mut self, copy: &Path) {
-        assert!(
-            self.child.is_none(),
-            "replace the store of a stopped server"
-        );
-        let store = self.store.clone();
+        assert!(!self.running(), "replace the store of a stopped server");
+        let store = self.server().store();
         tokio::fs::remove_dir_all(&store)
             .await
             .expect("remove the store");
@@ -261,18 +232,6 @@ async fn copy_dir(from: &Path, to: &Path) {
         .await
         .expect("cp runs");
     assert!(status.success(), "copied {from:?} to {to:?}");
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
-        }
-        let _ = std::fs::remove_dir_all(&self.store);
-        for copy in &self.copies {
-            let _ = std::fs::remove_dir_all(copy);
-        }
-    }
 }
 
 /// A TCP proxy the test controls: cutting it drops live connections and refuses new ones,

@@ -120,14 +120,14 @@ impl Ctx<'_> {
         Watch {
             server: server.map(|s| s.pid),
             postmaster: self.services.pg.postmaster_pid(),
-            pg_port: Some(self.services.pg.port),
+            pg_port: Some(self.services.pg.port()),
         }
     }
 
     pub fn pgbench(&self, database: &str) -> crate::load::Pgbench {
         crate::load::Pgbench {
-            binary: self.services.pg.pgbench(),
-            port: self.services.pg.port,
+            binary: self.services.pgbench(),
+            port: self.services.pg.port(),
             database: database.to_owned(),
             work_dir: self.work_dir(),
         }

@@ -57,7 +57,7 @@ pub async fn rebuild(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
             s.rebuild_events, s.runs
         );
         let meter = CpuMeter::start(None, postmaster);
-        let port = Some(ctx.services.pg.port);
+        let port = Some(ctx.services.pg.port());
         let transactions = crate::load::cluster_transactions(port).await;
         // The CLI's CPU lands in ours once it has been waited for.
         let cli_cpu = procs::reaped_children_cpu_seconds();

@@ -51,7 +51,7 @@ pub async fn relay(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
         };
         let worker = config.worker(&format!("relay-{run}"))?;
         let meter = CpuMeter::start(Some(worker.pid), postmaster);
-        let transactions = crate::load::cluster_transactions(Some(ctx.services.pg.port)).await;
+        let transactions = crate::load::cluster_transactions(Some(ctx.services.pg.port())).await;
         // The harness's own looks at the checkpoint, taken off the count below.
         let mut looks = 0.0;
         let deadline = Instant::now() + Duration::from_secs(900);
@@ -87,7 +87,7 @@ pub async fn relay(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         let cpu = meter.stop();
-        let pg_transactions = crate::load::cluster_transactions(Some(ctx.services.pg.port)).await
+        let pg_transactions = crate::load::cluster_transactions(Some(ctx.services.pg.port())).await
             - transactions
             - looks;
         worker.stop().await?;
