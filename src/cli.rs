@@ -12,7 +12,8 @@ use crate::app::accounts::Registration;
 use crate::app::AppError;
 use crate::commands::{CommandError, CommandMeta};
 use crate::config::Config;
-use crate::startup::{self, Application, BuildOptions, MIGRATOR};
+use crate::db::MIGRATOR;
+use crate::startup::{self, Application, BuildOptions};
 use crate::state::AppState;
 
 #[derive(Debug, Parser)]

@@ -1,5 +1,10 @@
 //! Database helpers shared by the layers.
 
+use sqlx::migrate::Migrator;
+
+/// The schema, applied at start (unless told not to) and checked by `/readyz`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
 /// True when an error means the database cannot be reached or is going away (refused, reset,
 /// timed out, broken handshake, a server shutting down, crashed or still starting), which
 /// callers report as a retryable 503, not a 500.

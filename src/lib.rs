@@ -3,7 +3,7 @@
 //! A guided tour, in the order a request meets the code:
 //!
 //! - [`config`] reads the environment; [`telemetry`] sets up logging; [`startup`] connects the
-//!   database, applies [`startup::MIGRATOR`], builds the [`state::AppState`] and serves.
+//!   database, applies [`db::MIGRATOR`], builds the [`state::AppState`] and serves.
 //! - [`http`] is the edge: [`http::middleware`] gives each request its id and span and renders
 //!   every error as an RFC 9457 problem ([`http::error`]); [`http::extract`] turns requests into
 //!   validated input and an authenticated [`auth::Principal`]; one module per URL collection
@@ -27,6 +27,8 @@ pub mod db;
 pub mod email;
 pub mod fanout;
 pub mod http;
+pub mod rate_limits;
+pub mod recorder;
 pub mod server;
 pub mod startup;
 pub mod state;

@@ -9,16 +9,15 @@ use std::time::Duration;
 use anyhow::Context;
 use projections::projector::Projector;
 use projections::runner::Runner;
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::net::TcpListener;
 
+use crate::config::urls::redact;
 use crate::config::Config;
+use crate::db::MIGRATOR;
 use crate::state::AppState;
 use crate::supervisor::Supervisor;
-
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// How long a request waits for a pooled connection before answering 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -357,20 +356,6 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Resul
         }
     }
     Ok(())
-}
-
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

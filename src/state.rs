@@ -19,8 +19,8 @@ use crate::commands::services::PgEmailRegistry;
 use crate::commands::CommandBus;
 use crate::config::Config;
 use crate::fanout::nats_status::NatsStatus;
-use crate::http::metrics::Gauges;
-use crate::http::rate_limit::RateLimits;
+use crate::rate_limits::RateLimits;
+use crate::recorder::Gauges;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Parts>);

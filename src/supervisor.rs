@@ -213,7 +213,7 @@ mod tests {
 
     /// The value of one series in this process's `/metrics` text.
     fn series(name: &str, worker: &str) -> Option<f64> {
-        let text = crate::http::metrics::handle()?.render();
+        let text = crate::recorder::handle()?.render();
         let prefix = format!("{name}{{worker=\"{worker}\"}} ");
         text.lines()
             .find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
@@ -267,7 +267,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_panicking_worker_is_restarted_with_doubling_delays_counted_and_stopped_at_shutdown()
     {
-        let _ = crate::http::metrics::handle();
+        let _ = crate::recorder::handle();
         let worker = "test-panics-three-times";
         let (factory, mut starts, dropped) = flaky(3, || panic!("failing on purpose"));
         let mut supervisor = Supervisor::default();
@@ -300,7 +300,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_worker_that_returns_is_restarted_but_a_one_shot_task_is_not() {
-        let _ = crate::http::metrics::handle();
+        let _ = crate::recorder::handle();
         let (returns, mut returns_starts, _) = flaky(1, || {});
         let (once_started, mut once_starts) = mpsc::unbounded_channel();
         let once = move || {

@@ -155,7 +155,7 @@ pub async fn change_password(
         new_password_hash,
         at: crate::commands::now(),
     };
-    let done = state
+    let executed = state
         .users
         .execute(user.to_string(), command, meta, true)
         .await?;
@@ -168,7 +168,7 @@ pub async fn change_password(
         "password changed",
     )
     .await?;
-    Ok(revoked.or(done.position))
+    Ok(revoked.or(executed.position))
 }
 
 /// Mails a reset link if the address belongs to an active user. Says nothing either way, and
@@ -226,12 +226,12 @@ pub async fn reset_password(
     };
     let mut meta = meta.clone();
     meta.actor_id = Some(user_id);
-    let done = state
+    let executed = state
         .users
         .execute(user_id.to_string(), command, &meta, true)
         .await?;
     let revoked =
         sessions::revoke_all_of(state, &meta, Actor::System, user_id, None, "password reset")
             .await?;
-    Ok(revoked.or(done.position))
+    Ok(revoked.or(executed.position))
 }

@@ -107,19 +107,19 @@ pub async fn refresh(
         max_age: time_delta(state.config.session_max_age),
         at: now,
     };
-    let done = match state
+    let executed = match state
         .sessions
         .execute(session_id.to_string(), command, meta, true)
         .await
     {
-        Ok(done) => done,
+        Ok(executed) => executed,
         Err(CommandError::Domain(SessionError::Expired)) => {
             return Err(AppError::RefreshTokenExpired)
         }
         Err(CommandError::Domain(_)) => return Err(AppError::UnknownRefreshToken),
         Err(other) => return Err(other.into()),
     };
-    if done
+    if executed
         .events
         .iter()
         .any(|e| matches!(e, SessionEvent::Compromised { .. }))
@@ -129,14 +129,23 @@ pub async fn refresh(
         return Err(AppError::RefreshTokenReused);
     }
 
-    let user_id = done.state.user_id.ok_or(AppError::UnknownRefreshToken)?;
+    let user_id = executed
+        .state
+        .user_id
+        .ok_or(AppError::UnknownRefreshToken)?;
     let (user, _) = state.users.load(&user_id.to_string()).await?;
     if user.status != UserStatus::Active {
         return Err(AppError::UnknownRefreshToken);
     }
     let (access_token, expires_in) = state
         .jwt
-        .issue_until(user_id, session_id, user.role, now, done.state.expires_at)
+        .issue_until(
+            user_id,
+            session_id,
+            user.role,
+            now,
+            executed.state.expires_at,
+        )
         .map_err(AppError::internal)?;
     Ok(SignedIn {
         user,
@@ -144,7 +153,7 @@ pub async fn refresh(
         access_token,
         refresh_token,
         expires_in,
-        position: done.position,
+        position: executed.position,
     })
 }
 
@@ -162,12 +171,12 @@ pub async fn revoke(
         reason: reason.to_owned(),
         at: crate::commands::now(),
     };
-    let done = state
+    let executed = state
         .sessions
         .execute(session.to_string(), command, meta, true)
         .await?;
     state.revocations.revoke_session(*session.as_uuid());
-    Ok(done.position)
+    Ok(executed.position)
 }
 
 /// Revokes every active session of a user but `except`. The sessions read model is brought up

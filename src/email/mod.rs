@@ -10,7 +10,7 @@ pub mod tokens;
 
 /// Makes the email counters visible from the first scrape, at 0.
 pub fn register_metrics() {
-    let _ = crate::http::metrics::handle();
+    let _ = crate::recorder::handle();
     for outcome in ["sent", "failed"] {
         metrics::counter!("chronicle_emails_total", "outcome" => outcome).increment(0);
     }

@@ -4,16 +4,14 @@
 //! transaction for each batch of messages.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
 use chrono::{DateTime, DurationRound, Utc};
 use projections::tail::LogTail;
 use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::fanout::from_log;
-use crate::fanout::relay::{ensure_stream, RelaySettings};
+use crate::fanout::relay::RelaySettings;
 
 pub(crate) const CONSUMER: &str = "chronicle-analytics";
 
@@ -108,23 +106,7 @@ pub async fn record(pool: &PgPool, events: &[Value]) -> Result<usize, sqlx::Erro
 }
 
 async fn session(pool: &PgPool, tail: &LogTail, settings: &RelaySettings) -> Result<(), String> {
-    let client = settings.connect(async_nats::ConnectOptions::new()).await?;
-    let js = jetstream::new(client);
-    let stream = ensure_stream(&js, settings)
-        .await
-        .map_err(|e| e.to_string())?;
-    let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            consumer::pull::Config {
-                durable_name: Some(CONSUMER.to_owned()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let consumer = from_log::durable_consumer(settings, CONSUMER).await?;
     // Not acked on a database error: NATS redelivers, and the ledger keeps counting exact.
     from_log::consume(
         tail,
@@ -137,13 +119,5 @@ async fn session(pool: &PgPool, tail: &LogTail, settings: &RelaySettings) -> Res
 }
 
 pub async fn run(pool: PgPool, tail: Arc<LogTail>, settings: RelaySettings) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match session(&pool, &tail, &settings).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => tracing::warn!(error = %e, "analytics consumer interrupted; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    from_log::keep_consuming("analytics", || session(&pool, &tail, &settings)).await
 }

@@ -14,13 +14,60 @@
 //! instance on the message path, and the log already is the authority.)
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
 
+use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use projections::tail::LogTail;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::fanout::cloudevents::cloud_event;
+use crate::fanout::relay::{ensure_stream, RelaySettings};
+
+/// Connects and opens (creating it the first time) the durable pull consumer `name` on the
+/// relay's stream. Messages are acked one by one, after the consumer has acted on them.
+pub async fn durable_consumer(
+    settings: &RelaySettings,
+    name: &'static str,
+) -> Result<consumer::PullConsumer, String> {
+    let client = settings.connect(async_nats::ConnectOptions::new()).await?;
+    let js = jetstream::new(client);
+    let stream = ensure_stream(&js, settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream
+        .get_or_create_consumer(
+            name,
+            consumer::pull::Config {
+                durable_name: Some(name.to_owned()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Runs consumer sessions one after another for good: a session that ends (NATS went away,
+/// the database failed) is logged and started again after a backoff of up to 5 s.
+pub async fn keep_consuming<F, Fut>(what: &str, mut session: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session().await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => tracing::warn!(error = %e, consumer = what, "consumer interrupted; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
 
 fn event_id(message: &Value) -> Option<Uuid> {
     message["id"]

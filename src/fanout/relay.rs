@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::fanout::cloudevents::{cloud_event, subject};
-use crate::http::metrics::Gauges;
+use crate::recorder::Gauges;
 
 const BATCH: i64 = 1000;
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -63,7 +63,7 @@ pub enum RelayError {
     Fenced,
 }
 
-fn nats(err: impl std::fmt::Display) -> RelayError {
+fn nats_error(err: impl std::fmt::Display) -> RelayError {
     RelayError::Nats(err.to_string())
 }
 
@@ -107,10 +107,10 @@ pub async fn ensure_stream(
     };
     match js.get_stream(&settings.stream).await {
         Ok(_) => {
-            js.update_stream(config).await.map_err(nats)?;
-            js.get_stream(&settings.stream).await.map_err(nats)
+            js.update_stream(config).await.map_err(nats_error)?;
+            js.get_stream(&settings.stream).await.map_err(nats_error)
         }
-        Err(_) => js.create_stream(config).await.map_err(nats),
+        Err(_) => js.create_stream(config).await.map_err(nats_error),
     }
 }
 
@@ -125,15 +125,15 @@ pub async fn publish(
     for event in events {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
-        let payload = serde_json::to_vec(&cloud_event(event)).map_err(nats)?;
+        let payload = serde_json::to_vec(&cloud_event(event)).map_err(nats_error)?;
         let ack = js
             .publish_with_headers(subject(prefix, event), headers, payload.into())
             .await
-            .map_err(nats)?;
+            .map_err(nats_error)?;
         acks.push(ack);
     }
     for ack in acks {
-        ack.await.map_err(nats)?;
+        ack.await.map_err(nats_error)?;
     }
     Ok(events.last().map(|e| e.position))
 }
@@ -232,7 +232,7 @@ impl Relay {
         stream: &mut stream::Stream,
         epoch: i64,
     ) -> Result<(Position, u64), RelayError> {
-        let state = stream.info().await.map_err(nats)?.state.clone();
+        let state = stream.info().await.map_err(nats_error)?.state.clone();
         let in_stream = last_relayed(&self.pool, stream, &state).await?;
         let checkpoint = self.checkpoint().await?;
         if in_stream < checkpoint {
@@ -262,7 +262,7 @@ impl Relay {
                 }
             }
         });
-        let client = self.settings.connect(options).await.map_err(nats)?;
+        let client = self.settings.connect(options).await.map_err(nats_error)?;
         let js = jetstream::new(client);
         let mut stream = ensure_stream(&js, &self.settings).await?;
         // Only this session moves the checkpoint while it leads, so the anchor is read once per
@@ -441,14 +441,14 @@ async fn publish_onto(
                     .await
             }
             Err(e) => {
-                batch.error = Some(nats(e));
+                batch.error = Some(nats_error(e));
                 break;
             }
         };
         match sent {
             Ok(ack) => acks.push(ack),
             Err(e) => {
-                batch.error = Some(nats(e));
+                batch.error = Some(nats_error(e));
                 break;
             }
         }
@@ -474,7 +474,7 @@ async fn publish_onto(
             // Refused for the expectation a resent message threw off, not for a lost tail.
             Err(_) if resent => break,
             Err(e) => {
-                batch.error = Some(nats(e));
+                batch.error = Some(nats_error(e));
                 break;
             }
         }
@@ -526,7 +526,7 @@ async fn last_relayed(
                     }
                 }
                 Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {}
-                Err(e) => return Err(nats(e)),
+                Err(e) => return Err(nats_error(e)),
             }
             sequence -= 1;
         }

@@ -12,9 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::accounts::{self, Registration};
-use crate::app::caught_up;
 use crate::app::sessions::{ClientInfo, SignedIn};
-use crate::http::consistency::PreferAsync;
+use crate::http::consistency::{when_applied, PreferAsync};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{Parsed, RequestMeta};
 use crate::http::openapi::schemas::{
@@ -107,17 +106,30 @@ pub struct AuthAnswer {
     pub expires_in: i64,
 }
 
-impl AuthAnswer {
-    pub fn from_signed_in(signed_in: SignedIn) -> (Self, Option<projections::Position>) {
-        let answer = Self {
-            user: UserView::from_state(&signed_in.user),
-            access_token: signed_in.access_token,
-            refresh_token: signed_in.refresh_token,
-            token_type: "Bearer",
-            expires_in: signed_in.expires_in,
-        };
-        (answer, signed_in.position)
-    }
+/// The answer to every sign-in (registration, login, refresh), given once `read_models` show
+/// the new session.
+pub async fn signed_in_answer(
+    state: &AppState,
+    read_models: &[&str],
+    signed_in: SignedIn,
+    prefer_async: bool,
+) -> Answer<AuthAnswer> {
+    let answer = AuthAnswer {
+        user: UserView::from_state(&signed_in.user),
+        access_token: signed_in.access_token,
+        refresh_token: signed_in.refresh_token,
+        token_type: "Bearer",
+        expires_in: signed_in.expires_in,
+    };
+    let position = signed_in.position;
+    when_applied(
+        state,
+        read_models,
+        position,
+        prefer_async,
+        Answer::ok(answer),
+    )
+    .await
 }
 
 /// The IP is the one the rate limiter counts against (`TRUSTED_PROXIES` honoured), so a
@@ -161,14 +173,14 @@ async fn register(
     Parsed(registration): Parsed<RegisterRequest>,
 ) -> Result<Answer<AuthAnswer>, ApiError> {
     let client = client_info(&state, peer, &headers);
-    let signed_in = accounts::sign_up(&state, &meta.command(None), registration, client).await?;
-    let user_id = signed_in.user_id;
-    let (answer, position) = AuthAnswer::from_signed_in(signed_in);
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(Answer::ok(answer)
-        .created(format!("/api/v1/users/{user_id}"))
-        .position(position)
-        .eventual(!fresh))
+    let signed_in =
+        accounts::sign_up(&state, &meta.command_meta(None), registration, client).await?;
+    let location = format!("/api/v1/users/{}", signed_in.user_id);
+    Ok(
+        signed_in_answer(&state, READ_MODELS, signed_in, prefer_async)
+            .await
+            .created(location),
+    )
 }
 
 /// Sign in with email and password.
@@ -207,13 +219,11 @@ async fn login(
     let client = client_info(&state, peer, &headers);
     let signed_in = accounts::sign_in(
         &state,
-        &meta.command(None),
+        &meta.command_meta(None),
         &body.email,
         &body.password,
         client,
     )
     .await?;
-    let (answer, position) = AuthAnswer::from_signed_in(signed_in);
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(Answer::ok(answer).position(position).eventual(!fresh))
+    Ok(signed_in_answer(&state, READ_MODELS, signed_in, prefer_async).await)
 }

@@ -8,6 +8,7 @@ use projections::Position;
 
 use crate::app::{caught_up, CONSISTENCY_WAIT};
 use crate::http::error::{ApiError, FieldError};
+use crate::http::respond::Answer;
 use crate::state::AppState;
 
 pub static CHRONICLE_MIN_POSITION: HeaderName = HeaderName::from_static("chronicle-min-position");
@@ -55,6 +56,20 @@ impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
     }
 }
 
+/// Gives `answer` once `read_models` have applied `position` (a bounded wait, declined with
+/// `Prefer: respond-async`), carrying the position, and marked eventual when the wait ran out or
+/// was declined.
+pub async fn when_applied<T: serde::Serialize>(
+    state: &AppState,
+    read_models: &[&str],
+    position: Option<Position>,
+    prefer_async: bool,
+    answer: Answer<T>,
+) -> Answer<T> {
+    let applied = !prefer_async && caught_up(state, read_models, position).await;
+    answer.position(position).eventual(!applied)
+}
+
 /// A command's answer: the view of the aggregate's state after it, given once the read models
 /// that serve the following reads have applied its events (bounded wait), marked eventual when
 /// the wait ran out or was declined. The state is the command's own result, the version its
@@ -67,12 +82,9 @@ pub async fn command_answer<A: cqrs_es::Aggregate, V: serde::Serialize>(
     done: &crate::commands::Executed<A>,
     prefer_async: bool,
     view: impl FnOnce(&A) -> V,
-) -> crate::http::respond::Answer<V> {
-    let fresh = !prefer_async && caught_up(state, read_models, done.position).await;
-    crate::http::respond::Answer::ok(view(&done.state))
-        .etag(done.version)
-        .position(done.position)
-        .eventual(!fresh)
+) -> Answer<V> {
+    let answer = Answer::ok(view(&done.state)).etag(done.version);
+    when_applied(state, read_models, done.position, prefer_async, answer).await
 }
 
 /// For queries: waits for the requested position (503 `PROJECTION_LAGGING` after the bound) and

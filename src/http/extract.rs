@@ -8,17 +8,15 @@ use axum::http::header::{self, HeaderMap};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::auth::api_keys;
-use crate::auth::jwt::TokenError;
 use crate::auth::principal::Credential;
 use crate::auth::Principal;
 use crate::commands::CommandMeta;
-use crate::http::authenticate::Authenticated;
+use crate::http::authenticate::{principal_from, Authenticated};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::middleware::RequestId;
 use crate::http::parse::Parse;
 use crate::state::AppState;
-use aggregates::{Role, SessionId, UserId};
+use aggregates::UserId;
 
 /// A signed-in caller. No credentials or bad ones are a 401 (`TOKEN_EXPIRED` for an expired
 /// access token).
@@ -26,88 +24,6 @@ pub struct AuthUser(pub Principal);
 
 /// A caller who may be anonymous; bad credentials are still a 401, never silently anonymous.
 pub struct MaybeAuthUser(pub Option<Principal>);
-
-fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value.to_str().map_err(|_| ApiError::unauthorized())?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim()))
-        }
-        _ => Err(ApiError::unauthorized()),
-    }
-}
-
-fn revoked() -> ApiError {
-    ApiError::Unauthorized {
-        code: "UNAUTHORIZED",
-        detail: "the session has been revoked; sign in again",
-    }
-}
-
-/// The caller behind `X-API-Key`, or `Authorization: Bearer` with an API key or an access
-/// token. Access tokens are checked against this instance's revocation list, so no database
-/// round trip is needed for them; API keys take one indexed lookup, so revoking one is instant.
-pub(crate) async fn principal_from(
-    headers: &HeaderMap,
-    state: &AppState,
-) -> Result<Option<Principal>, ApiError> {
-    let api_key_header = match headers.get("x-api-key") {
-        Some(value) => Some(value.to_str().map_err(|_| ApiError::unauthorized())?.trim()),
-        None => None,
-    };
-    let credential = match api_key_header {
-        Some(key) => Some(key),
-        None => bearer_token(headers)?,
-    };
-    let Some(credential) = credential else {
-        return Ok(None);
-    };
-    if api_key_header.is_some() || api_keys::looks_like_api_key(credential) {
-        let key = api_keys::authenticate(&state.pool, credential)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(ApiError::unauthorized)?;
-        if !key.creator_active() || state.revocations.is_user_blocked(&key.created_by) {
-            return Err(revoked());
-        }
-        // The revocations know of a demotion before the read model does.
-        let role = match state.revocations.current_role(&key.created_by) {
-            Some(Role::User) => Role::User,
-            _ => key.effective_role(),
-        };
-        return Ok(Some(Principal {
-            user_id: UserId::from_uuid(key.created_by),
-            role,
-            credential: Credential::ApiKey(key.id),
-        }));
-    }
-
-    let claims = state.jwt.verify(credential).map_err(|e| match e {
-        TokenError::Expired => ApiError::Unauthorized {
-            code: "TOKEN_EXPIRED",
-            detail: "the access token has expired; refresh it",
-        },
-        TokenError::Invalid => ApiError::unauthorized(),
-    })?;
-    if state.revocations.is_session_revoked(&claims.sid)
-        || state.revocations.is_user_blocked(&claims.sub)
-    {
-        return Err(revoked());
-    }
-    Ok(Some(Principal {
-        user_id: UserId::from_uuid(claims.sub),
-        role: state
-            .revocations
-            .current_role(&claims.sub)
-            .unwrap_or(claims.role),
-        credential: Credential::Session(SessionId::from_uuid(claims.sid)),
-    }))
-}
 
 /// The principal the authentication layer resolved for this request, or (outside `/api/v1`,
 /// where that layer does not run) resolved now.
@@ -226,7 +142,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
 }
 
 impl RequestMeta {
-    pub fn command(&self, actor: Option<UserId>) -> CommandMeta {
+    /// The metadata of the events a command of this request appends, acting for `actor`.
+    pub fn command_meta(&self, actor: Option<UserId>) -> CommandMeta {
         CommandMeta {
             correlation_id: self.0.clone(),
             actor_id: actor,

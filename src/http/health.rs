@@ -8,8 +8,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
+use crate::db::MIGRATOR;
 use crate::http::openapi::schemas::{Liveness, Readiness};
-use crate::startup::MIGRATOR;
 use crate::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -25,9 +25,9 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::auth::secrets::{OpenError, SecretBox};
+use crate::http::authenticate::principal_from;
 use crate::http::authenticate::Authenticated;
 use crate::http::error::{ApiError, FieldError, OutcomeUnknown};
-use crate::http::extract::principal_from;
 use crate::http::rate_limit::client_ip_of;
 use crate::state::AppState;
 

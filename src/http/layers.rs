@@ -27,7 +27,7 @@ pub fn apply(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let timeout = state.config.request_timeout;
     let cors = cors(&state.config.cors_allowed_origins);
-    let _ = metrics::handle();
+    let _ = crate::recorder::handle();
     let router = routes
         .route("/metrics", get(metrics::render))
         .route_layer(from_fn(metrics::track))

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::accounts;
-use crate::app::caught_up;
+use crate::http::consistency::when_applied;
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{Parsed, RequestMeta};
 use crate::http::openapi::schemas::{
@@ -102,7 +102,7 @@ async fn request_password_reset(
     meta: RequestMeta,
     Parsed(email): Parsed<PasswordResetRequest>,
 ) -> Result<Response, ApiError> {
-    accounts::request_password_reset(&state, &meta.command(None), &email).await?;
+    accounts::request_password_reset(&state, &meta.command_meta(None), &email).await?;
     Ok(sent())
 }
 
@@ -133,11 +133,17 @@ async fn confirm_password_reset(
 ) -> Result<Answer<()>, ApiError> {
     let position = accounts::reset_password(
         &state,
-        &meta.command(None),
+        &meta.command_meta(None),
         &reset.token,
         &reset.new_password,
     )
     .await?;
-    let fresh = caught_up(&state, &["users", "sessions"], position).await;
-    Ok(Answer::no_content().position(position).eventual(!fresh))
+    Ok(when_applied(
+        &state,
+        &["users", "sessions"],
+        position,
+        false,
+        Answer::no_content(),
+    )
+    .await)
 }

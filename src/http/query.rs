@@ -63,7 +63,18 @@ pub struct StatusList {
 }
 
 impl StatusList {
-    pub fn parse(
+    /// The whole parse of a log list's query, for routes whose only parameters these are.
+    pub fn from_query(
+        status: Option<String>,
+        limit: Option<&str>,
+        statuses: &[&str],
+    ) -> Result<Self, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let list = Self::parse(&mut fields, status, limit, statuses);
+        fields.finish(list)
+    }
+
+    fn parse(
         fields: &mut Fields,
         status: Option<String>,
         limit_raw: Option<&str>,
@@ -211,14 +222,11 @@ mod tests {
         type Output = StatusList;
 
         fn parse(self) -> Result<StatusList, Vec<FieldError>> {
-            let mut fields = Fields::default();
-            let list = StatusList::parse(
-                &mut fields,
+            StatusList::from_query(
                 self.status,
                 self.limit.as_deref(),
                 &["pending", "sent", "failed"],
-            );
-            fields.finish(list)
+            )
         }
     }
 

@@ -5,139 +5,16 @@
 //! the README.
 
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
-use ipnet::IpNet;
 
-use crate::config::Config;
 use crate::http::authenticate::Authenticated;
 use crate::http::error::ApiError;
+use crate::rate_limits::ip_budget_key;
 use crate::state::AppState;
-
-type KeyedLimiter =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
-
-struct Budget {
-    limiter: KeyedLimiter,
-    per_minute: u32,
-}
-
-impl Budget {
-    fn new(per_minute: u32) -> Self {
-        let per_minute = per_minute.max(1);
-        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
-        Self {
-            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
-            per_minute,
-        }
-    }
-
-    /// Spends one request of `key`'s budget; the headers describe what is left either way.
-    fn spend(&self, key: &str) -> Decision {
-        let refill = Duration::from_secs(60) / self.per_minute;
-        match self.limiter.check_key(&key.to_owned()) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let used = self.per_minute.saturating_sub(remaining);
-                Decision {
-                    allowed: true,
-                    limit: self.per_minute,
-                    remaining,
-                    reset_secs: (refill * used).as_secs_f64().ceil() as u64,
-                }
-            }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                Decision {
-                    allowed: false,
-                    limit: self.per_minute,
-                    remaining: 0,
-                    reset_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-                }
-            }
-        }
-    }
-}
-
-struct Decision {
-    allowed: bool,
-    limit: u32,
-    remaining: u32,
-    reset_secs: u64,
-}
-
-pub struct RateLimits {
-    general: Budget,
-    auth: Budget,
-    trusted_proxies: Vec<IpNet>,
-}
-
-impl RateLimits {
-    pub fn new(config: &Config) -> Self {
-        let trusted_proxies = config
-            .trusted_proxies
-            .iter()
-            .filter_map(|entry| {
-                entry
-                    .parse::<IpNet>()
-                    .ok()
-                    .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))
-            })
-            .collect();
-        Self {
-            general: Budget::new(config.rate_limit_per_minute),
-            auth: Budget::new(config.auth_rate_limit_per_minute),
-            trusted_proxies,
-        }
-    }
-
-    fn trusted(&self, ip: &IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(ip))
-    }
-
-    /// The socket peer, unless it is a trusted proxy: then the right-most `X-Forwarded-For`
-    /// entry that is not one. Entries left of that are the client's own claims and are never
-    /// believed, so sending `X-Forwarded-For` cannot buy a fresh budget.
-    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        // A proxy on a dual-stack socket shows up as `::ffff:10.0.0.1`; the configured
-        // `10.0.0.0/8` must still match it.
-        let peer = peer.to_canonical();
-        if !self.trusted(&peer) {
-            return peer;
-        }
-        let entries: Vec<&str> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .collect();
-        // Walk from the proxy outwards. An entry that does not parse ends the walk: skipping it
-        // would make the client's own claim on its left the "client IP".
-        for entry in entries.into_iter().rev() {
-            match forwarded_ip(entry) {
-                Some(ip) if self.trusted(&ip) => continue,
-                Some(ip) => return ip,
-                None => return peer,
-            }
-        }
-        peer
-    }
-
-    /// Forgets idle keys; run now and then so memory follows active clients only.
-    pub fn prune(&self) {
-        self.general.limiter.retain_recent();
-        self.auth.limiter.retain_recent();
-    }
-}
 
 /// Who a request counts against: the principal the authentication layer verified (a user, or
 /// an API key by its id), else the client's IP. Credentials that do not verify, a made-up
@@ -146,34 +23,6 @@ pub fn principal_key(req: &Request, ip: IpAddr) -> String {
     req.extensions()
         .get::<Authenticated>()
         .map_or_else(|| ip_budget_key(ip), |auth| auth.principal_key(ip))
-}
-
-/// One `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:443`.
-fn forwarded_ip(entry: &str) -> Option<IpAddr> {
-    let entry = entry.trim();
-    let ip = entry
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
-        .or_else(|| {
-            entry
-                .strip_prefix('[')
-                .and_then(|rest| rest.strip_suffix(']'))
-                .and_then(|inner| inner.parse().ok())
-        })?;
-    Some(ip.to_canonical())
-}
-
-/// The budget an anonymous client spends: its IPv4 address, or its IPv6 /64, since whoever
-/// holds one IPv6 address usually holds the 2^64 around it and could rotate through them.
-pub fn ip_budget_key(ip: IpAddr) -> String {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => format!("ip:{v4}"),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
 }
 
 /// The request's client IP under the `TRUSTED_PROXIES` rule.
@@ -202,9 +51,9 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     let limits = &state.rate_limits;
     let ip = client_ip_of(&state, &req);
     let decision = if AUTH_PATHS.contains(&path) {
-        limits.auth.spend(&ip_budget_key(ip))
+        limits.spend_auth(&ip_budget_key(ip))
     } else {
-        limits.general.spend(&principal_key(&req, ip))
+        limits.spend_general(&principal_key(&req, ip))
     };
     let mut response = if decision.allowed {
         next.run(req).await
@@ -227,35 +76,4 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         }
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_entries_parse_with_or_without_ports_and_garbage_does_not() {
-        let v4: IpAddr = [198, 51, 100, 7].into();
-        let v6: IpAddr = "2001:db8::7".parse().expect("literal");
-
-        assert_eq!(forwarded_ip(" 198.51.100.7 "), Some(v4));
-        assert_eq!(forwarded_ip("198.51.100.7:5678"), Some(v4));
-        assert_eq!(forwarded_ip("::ffff:198.51.100.7"), Some(v4));
-        assert_eq!(forwarded_ip("2001:db8::7"), Some(v6));
-        assert_eq!(forwarded_ip("[2001:db8::7]"), Some(v6));
-        assert_eq!(forwarded_ip("[2001:db8::7]:443"), Some(v6));
-        assert_eq!(forwarded_ip("unknown"), None);
-        assert_eq!(forwarded_ip(""), None);
-    }
-
-    #[test]
-    fn ipv6_clients_share_one_budget_per_64_and_ipv4_clients_have_their_own() {
-        let a: IpAddr = "2001:db8:1:2::1".parse().expect("literal");
-        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("literal");
-        let c: IpAddr = "2001:db8:1:3::1".parse().expect("literal");
-
-        assert_eq!(ip_budget_key(a), ip_budget_key(b));
-        assert_ne!(ip_budget_key(a), ip_budget_key(c));
-        assert_eq!(ip_budget_key([10, 0, 0, 1].into()), "ip:10.0.0.1");
-    }
 }

@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::{caught_up, sessions};
-use crate::http::auth::AuthAnswer;
-use crate::http::consistency::PreferAsync;
+use crate::app::sessions;
+use crate::http::auth::{signed_in_answer, AuthAnswer};
+use crate::http::consistency::{when_applied, PreferAsync};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{Parsed, PathId, RequestMeta, SessionUser};
 use crate::http::openapi::schemas::{
@@ -82,10 +82,8 @@ async fn refresh(
     PreferAsync(prefer_async): PreferAsync,
     Parsed(refresh_token): Parsed<RefreshRequest>,
 ) -> Result<Answer<AuthAnswer>, ApiError> {
-    let signed_in = sessions::refresh(&state, &meta.command(None), &refresh_token).await?;
-    let (answer, position) = AuthAnswer::from_signed_in(signed_in);
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(Answer::ok(answer).position(position).eventual(!fresh))
+    let signed_in = sessions::refresh(&state, &meta.command_meta(None), &refresh_token).await?;
+    Ok(signed_in_answer(&state, READ_MODELS, signed_in, prefer_async).await)
 }
 
 /// Sign out of this session.
@@ -111,9 +109,16 @@ async fn logout(
     meta: RequestMeta,
     PreferAsync(prefer_async): PreferAsync,
 ) -> Result<Answer<()>, ApiError> {
-    let position = sessions::sign_out(&state, &meta.command(Some(caller.user_id)), &caller).await?;
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(Answer::no_content().position(position).eventual(!fresh))
+    let position =
+        sessions::sign_out(&state, &meta.command_meta(Some(caller.user_id)), &caller).await?;
+    Ok(when_applied(
+        &state,
+        READ_MODELS,
+        position,
+        prefer_async,
+        Answer::no_content(),
+    )
+    .await)
 }
 
 /// Sign out of every session.
@@ -140,9 +145,16 @@ async fn logout_all(
     PreferAsync(prefer_async): PreferAsync,
 ) -> Result<Answer<()>, ApiError> {
     let position =
-        sessions::sign_out_everywhere(&state, &meta.command(Some(caller.user_id)), &caller).await?;
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(Answer::no_content().position(position).eventual(!fresh))
+        sessions::sign_out_everywhere(&state, &meta.command_meta(Some(caller.user_id)), &caller)
+            .await?;
+    Ok(when_applied(
+        &state,
+        READ_MODELS,
+        position,
+        prefer_async,
+        Answer::no_content(),
+    )
+    .await)
 }
 
 /// Revoke one of my sessions.
@@ -172,11 +184,17 @@ async fn revoke_my_session(
 ) -> Result<Answer<()>, ApiError> {
     let position = sessions::revoke_own(
         &state,
-        &meta.command(Some(caller.user_id)),
+        &meta.command_meta(Some(caller.user_id)),
         &caller,
         session,
     )
     .await?;
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(Answer::no_content().position(position).eventual(!fresh))
+    Ok(when_applied(
+        &state,
+        READ_MODELS,
+        position,
+        prefer_async,
+        Answer::no_content(),
+    )
+    .await)
 }

@@ -141,14 +141,11 @@ impl Parse for DeliveryParams {
     type Output = StatusList;
 
     fn parse(self) -> Result<StatusList, Vec<FieldError>> {
-        let mut fields = Fields::default();
-        let list = StatusList::parse(
-            &mut fields,
+        StatusList::from_query(
             self.status,
             self.limit.as_deref(),
             &["pending", "succeeded", "failed"],
-        );
-        fields.finish(list)
+        )
     }
 }
 
@@ -281,7 +278,7 @@ async fn allowed_target(state: &AppState, url: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::field("url", "TARGET", &target_message(&e)))
 }
 
-async fn found(state: &AppState, id: Uuid) -> Result<Endpoint, ApiError> {
+async fn endpoint_or_404(state: &AppState, id: Uuid) -> Result<Endpoint, ApiError> {
     store::find(&state.pool, id)
         .await
         .map_err(ApiError::internal)?
@@ -369,7 +366,7 @@ async fn get_endpoint(
     PathId(id): PathId<Uuid>,
 ) -> Result<Answer<WebhookView>, ApiError> {
     Ok(Answer::ok(WebhookView::from_endpoint(
-        &found(&state, id).await?,
+        &endpoint_or_404(&state, id).await?,
     )))
 }
 
@@ -489,7 +486,7 @@ async fn send_test(
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
 ) -> Result<Answer<Accepted>, ApiError> {
-    let endpoint = found(&state, id).await?;
+    let endpoint = endpoint_or_404(&state, id).await?;
     let event_id = Uuid::now_v7();
     let body = json!({
         "type": "webhook.test",
@@ -533,7 +530,7 @@ async fn list_deliveries(
     PathId(id): PathId<Uuid>,
     StrictQuery(list): StrictQuery<DeliveryParams>,
 ) -> Result<Answer<Vec<DeliveryView>>, ApiError> {
-    found(&state, id).await?;
+    endpoint_or_404(&state, id).await?;
     let deliveries = store::deliveries(&state.pool, id, list.status.as_deref(), list.limit).await?;
     Ok(Answer::ok(
         deliveries.into_iter().map(DeliveryView::from).collect(),
@@ -597,7 +594,7 @@ async fn replay(
     PathId(id): PathId<Uuid>,
     Parsed(since): Parsed<ReplayRequest>,
 ) -> Result<Answer<Accepted>, ApiError> {
-    let endpoint = found(&state, id).await?;
+    let endpoint = endpoint_or_404(&state, id).await?;
     crate::fanout::webhooks::replay::replay(&state.pool, &endpoint, since)
         .await
         .map_err(ApiError::internal)?;

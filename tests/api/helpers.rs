@@ -7,7 +7,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 use chronicle::config::Config;
-use chronicle::startup::{Application, BuildOptions, MIGRATOR};
+use chronicle::db::MIGRATOR;
+use chronicle::startup::{Application, BuildOptions};
 use chronicle::state::AppState;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};

@@ -3,16 +3,14 @@
 //! endpoint and event).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
 use projections::tail::LogTail;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::fanout::from_log;
-use crate::fanout::relay::{ensure_stream, RelaySettings};
+use crate::fanout::relay::RelaySettings;
 use crate::fanout::webhooks::delivery::body_from_cloud_event;
 use crate::fanout::webhooks::store;
 
@@ -66,23 +64,7 @@ async fn session(
     settings: &RelaySettings,
     wake: &Notify,
 ) -> Result<(), String> {
-    let client = settings.connect(async_nats::ConnectOptions::new()).await?;
-    let js = jetstream::new(client);
-    let stream = ensure_stream(&js, settings)
-        .await
-        .map_err(|e| e.to_string())?;
-    let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            consumer::pull::Config {
-                durable_name: Some(CONSUMER.to_owned()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let consumer = from_log::durable_consumer(settings, CONSUMER).await?;
     // Not acked on a database error: NATS redelivers it, and the enqueue is idempotent.
     from_log::consume(
         tail,
@@ -95,13 +77,5 @@ async fn session(
 }
 
 pub async fn run(pool: PgPool, tail: Arc<LogTail>, settings: RelaySettings, wake: Arc<Notify>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match session(&pool, &tail, &settings, &wake).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => tracing::warn!(error = %e, "webhook consumer interrupted; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    from_log::keep_consuming("webhooks", || session(&pool, &tail, &settings, &wake)).await
 }

@@ -9,7 +9,7 @@ use crate::email::store::{self, EmailView, RetryOutcome};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{AdminUser, PathId};
 use crate::http::openapi::schemas::{BadRequest, Forbidden, IdPath, Items, NotFound, Unauthorized};
-use crate::http::parse::{Fields, Parse};
+use crate::http::parse::Parse;
 use crate::http::query::{StatusList, StrictQuery};
 use crate::http::respond::{Accepted, Answer};
 use crate::state::AppState;
@@ -29,14 +29,11 @@ impl Parse for EmailParams {
     type Output = StatusList;
 
     fn parse(self) -> Result<StatusList, Vec<FieldError>> {
-        let mut fields = Fields::default();
-        let list = StatusList::parse(
-            &mut fields,
+        StatusList::from_query(
             self.status,
             self.limit.as_deref(),
             &["pending", "sent", "failed"],
-        );
-        fields.finish(list)
+        )
     }
 }
 

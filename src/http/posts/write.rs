@@ -7,9 +7,8 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::app::caught_up;
 use crate::commands::Executed;
-use crate::http::consistency::{command_answer, PreferAsync};
+use crate::http::consistency::{command_answer, when_applied, PreferAsync};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{AuthUser, IfMatch, Parsed, PathId, RequestMeta};
 use crate::http::openapi::schemas::{
@@ -190,18 +189,18 @@ pub(super) async fn create_post(
         publish: post.publish,
         at: crate::commands::now(),
     };
-    let done = state
+    let executed = state
         .posts
         .create(
             post_id.to_string(),
             command,
-            &meta.command(Some(caller.user_id)),
+            &meta.command_meta(Some(caller.user_id)),
         )
         .await?;
     Ok(command_answer(
         &state,
         READ_MODELS,
-        &done,
+        &executed,
         prefer_async,
         PostView::from_state,
     )
@@ -250,19 +249,19 @@ pub(super) async fn update_post(
         tags: edit.tags,
         at: crate::commands::now(),
     };
-    let done = state
+    let executed = state
         .posts
         .execute(
             id.to_string(),
             command,
-            &meta.command(Some(caller.user_id)),
+            &meta.command_meta(Some(caller.user_id)),
             expected_version.is_none(),
         )
         .await?;
     Ok(command_answer(
         &state,
         READ_MODELS,
-        &done,
+        &executed,
         prefer_async,
         PostView::from_state,
     )
@@ -310,19 +309,19 @@ pub(super) async fn replace_post(
         tags: content.tags,
         at: crate::commands::now(),
     };
-    let done = state
+    let executed = state
         .posts
         .execute(
             id.to_string(),
             command,
-            &meta.command(Some(caller.user_id)),
+            &meta.command_meta(Some(caller.user_id)),
             expected_version.is_none(),
         )
         .await?;
     Ok(command_answer(
         &state,
         READ_MODELS,
-        &done,
+        &executed,
         prefer_async,
         PostView::from_state,
     )
@@ -330,7 +329,7 @@ pub(super) async fn replace_post(
 }
 
 /// Publish, unpublish and delete share their shape: a transition with an optional `If-Match`.
-async fn transition(
+async fn execute_post_command(
     state: &AppState,
     caller: &crate::auth::Principal,
     id: PostId,
@@ -343,7 +342,7 @@ async fn transition(
         .execute(
             id.to_string(),
             command,
-            &meta.command(Some(caller.user_id)),
+            &meta.command_meta(Some(caller.user_id)),
             expected_version.is_none(),
         )
         .await?)
@@ -382,11 +381,12 @@ pub(super) async fn publish_post(
         expected_version,
         at: crate::commands::now(),
     };
-    let done = transition(&state, &caller, id, &meta, expected_version, command).await?;
+    let executed =
+        execute_post_command(&state, &caller, id, &meta, expected_version, command).await?;
     Ok(command_answer(
         &state,
         READ_MODELS,
-        &done,
+        &executed,
         prefer_async,
         PostView::from_state,
     )
@@ -427,11 +427,12 @@ pub(super) async fn unpublish_post(
         expected_version,
         at: crate::commands::now(),
     };
-    let done = transition(&state, &caller, id, &meta, expected_version, command).await?;
+    let executed =
+        execute_post_command(&state, &caller, id, &meta, expected_version, command).await?;
     Ok(command_answer(
         &state,
         READ_MODELS,
-        &done,
+        &executed,
         prefer_async,
         PostView::from_state,
     )
@@ -470,9 +471,14 @@ pub(super) async fn delete_post(
         expected_version,
         at: crate::commands::now(),
     };
-    let done = transition(&state, &caller, id, &meta, expected_version, command).await?;
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, done.position).await;
-    Ok(Answer::no_content()
-        .position(done.position)
-        .eventual(!fresh))
+    let executed =
+        execute_post_command(&state, &caller, id, &meta, expected_version, command).await?;
+    Ok(when_applied(
+        &state,
+        READ_MODELS,
+        executed.position,
+        prefer_async,
+        Answer::no_content(),
+    )
+    .await)
 }

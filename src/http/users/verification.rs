@@ -75,7 +75,7 @@ pub(super) async fn send_verification(
         .execute(
             id.to_string(),
             command,
-            &meta.command(Some(caller.user_id)),
+            &meta.command_meta(Some(caller.user_id)),
             true,
         )
         .await

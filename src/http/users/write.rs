@@ -5,9 +5,8 @@ use aggregates::UserId;
 use axum::extract::State;
 
 use crate::app::accounts;
-use crate::app::caught_up;
 use crate::app::sessions;
-use crate::http::consistency::{command_answer, PreferAsync};
+use crate::http::consistency::{command_answer, when_applied, PreferAsync};
 use crate::http::error::ApiError;
 use crate::http::extract::{
     AccountManager, AdminUser, AuthUser, IfMatch, Parsed, PathId, RequestMeta,
@@ -58,15 +57,24 @@ pub(super) async fn create_user(
     PreferAsync(prefer_async): PreferAsync,
     Parsed(registration): Parsed<CreateUserRequest>,
 ) -> Result<Answer<UserView>, ApiError> {
-    let done = accounts::register(&state, &meta.command(Some(admin.user_id)), registration).await?;
+    let executed = accounts::register(
+        &state,
+        &meta.command_meta(Some(admin.user_id)),
+        registration,
+    )
+    .await?;
     let location = format!(
         "/api/v1/users/{}",
-        done.state.id.map(|id| id.to_string()).unwrap_or_default()
+        executed
+            .state
+            .id
+            .map(|id| id.to_string())
+            .unwrap_or_default()
     );
     Ok(command_answer(
         &state,
         READ_MODELS,
-        &done,
+        &executed,
         prefer_async,
         UserView::from_state,
     )
@@ -121,26 +129,26 @@ pub(super) async fn update_user(
         changes,
         at: crate::commands::now(),
     };
-    let done = state
+    let executed = state
         .users
         .execute(
             id.to_string(),
             command,
-            &meta.command(Some(caller.user_id)),
+            &meta.command_meta(Some(caller.user_id)),
             expected_version.is_none(),
         )
         .await?;
     sessions::end_if_deactivated(
         &state,
-        &meta.command(Some(caller.user_id)),
+        &meta.command_meta(Some(caller.user_id)),
         id,
-        &done.events,
+        &executed.events,
     )
     .await?;
     Ok(command_answer(
         &state,
         READ_MODELS,
-        &done,
+        &executed,
         prefer_async,
         UserView::from_state,
     )
@@ -187,19 +195,19 @@ pub(super) async fn replace_user(
         changes,
         at: crate::commands::now(),
     };
-    let done = state
+    let executed = state
         .users
         .execute(
             id.to_string(),
             command,
-            &meta.command(Some(caller.user_id)),
+            &meta.command_meta(Some(caller.user_id)),
             expected_version.is_none(),
         )
         .await?;
     Ok(command_answer(
         &state,
         READ_MODELS,
-        &done,
+        &executed,
         prefer_async,
         UserView::from_state,
     )
@@ -239,25 +247,31 @@ pub(super) async fn deactivate_user(
         expected_version,
         at: crate::commands::now(),
     };
-    let done = state
+    let executed = state
         .users
         .execute(
             id.to_string(),
             command,
-            &meta.command(Some(caller.user_id)),
+            &meta.command_meta(Some(caller.user_id)),
             expected_version.is_none(),
         )
         .await?;
     let revoked = sessions::end_if_deactivated(
         &state,
-        &meta.command(Some(caller.user_id)),
+        &meta.command_meta(Some(caller.user_id)),
         id,
-        &done.events,
+        &executed.events,
     )
     .await?;
-    let position = revoked.or(done.position);
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(Answer::no_content().position(position).eventual(!fresh))
+    let position = revoked.or(executed.position);
+    Ok(when_applied(
+        &state,
+        READ_MODELS,
+        position,
+        prefer_async,
+        Answer::no_content(),
+    )
+    .await)
 }
 
 /// Verify a user's email.
@@ -298,19 +312,19 @@ pub(super) async fn verify_email(
         token_hash: crate::email::tokens::hash(&token),
         at: crate::commands::now(),
     };
-    let done = state
+    let executed = state
         .users
         .execute(
             id.to_string(),
             command,
-            &meta.command(Some(caller.user_id)),
+            &meta.command_meta(Some(caller.user_id)),
             true,
         )
         .await?;
     Ok(command_answer(
         &state,
         READ_MODELS,
-        &done,
+        &executed,
         prefer_async,
         UserView::from_state,
     )
@@ -352,13 +366,19 @@ pub(super) async fn change_password(
 ) -> Result<Answer<()>, ApiError> {
     let position = accounts::change_password(
         &state,
-        &meta.command(Some(caller.user_id)),
+        &meta.command_meta(Some(caller.user_id)),
         &caller,
         id,
         change.current_password,
         &change.new_password,
     )
     .await?;
-    let fresh = !prefer_async && caught_up(&state, READ_MODELS, position).await;
-    Ok(Answer::no_content().position(position).eventual(!fresh))
+    Ok(when_applied(
+        &state,
+        READ_MODELS,
+        position,
+        prefer_async,
+        Answer::no_content(),
+    )
+    .await)
 }

@@ -1,5 +1,7 @@
 //! Typed configuration from the environment (and `.env`), with API.md's names and defaults.
 
+pub mod urls;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -80,7 +82,7 @@ impl std::fmt::Debug for Config {
         // The secret stays out of logs and panics.
         f.debug_struct("Config")
             .field("database_url", &self.database_url)
-            .field("nats_url", &crate::fanout::nats::redacted(&self.nats_url))
+            .field("nats_url", &urls::redacted(&self.nats_url))
             .field("bind_addr", &self.bind_addr)
             .field("environment", &self.environment)
             .field("jwt_secret", &"<redacted>")
@@ -168,12 +170,8 @@ impl Config {
             Some(other) => return Err(invalid("LOG_FORMAT", other, "expected json or pretty")),
         };
         let nats_url = var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-        if let Err(reason) = nats_url.parse::<crate::fanout::nats::NatsUrl>() {
-            return Err(invalid(
-                "NATS_URL",
-                &crate::fanout::nats::redacted(&nats_url),
-                &reason,
-            ));
+        if let Err(reason) = nats_url.parse::<urls::NatsUrl>() {
+            return Err(invalid("NATS_URL", &urls::redacted(&nats_url), &reason));
         }
         let nats_creds_file = var("NATS_CREDS_FILE").map(std::path::PathBuf::from);
         if let Some(path) = &nats_creds_file {
@@ -296,7 +294,7 @@ fn email_settings(
     let smtp_url = match var("SMTP_URL") {
         Some(raw) => Some(
             smtp_connection_url(raw.trim())
-                .map_err(|reason| invalid("SMTP_URL", &crate::startup::redact(&raw), &reason))?,
+                .map_err(|reason| invalid("SMTP_URL", &urls::redact(&raw), &reason))?,
         ),
         None => None,
     };
