@@ -5,6 +5,20 @@ use sqlx::migrate::Migrator;
 /// The schema, applied at start (unless told not to) and checked by `/readyz`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// The versions of the migrations applied to this database (none before the first).
+pub async fn applied_migrations(pool: &sqlx::PgPool) -> Result<Vec<i64>, sqlx::Error> {
+    let table_exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if !table_exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+}
+
 /// True when an error means the database cannot be reached or is going away (refused, reset,
 /// timed out, broken handshake, a server shutting down, crashed or still starting), which
 /// callers report as a retryable 503, not a 500.

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
-use crate::db::MIGRATOR;
+use crate::db::{applied_migrations, MIGRATOR};
 use crate::http::openapi::schemas::{Liveness, Readiness};
 use crate::state::AppState;
 
@@ -46,7 +46,7 @@ pub async fn healthz() -> impl IntoResponse {
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let (postgres, migrations) =
-        match tokio::time::timeout(CHECK_TIMEOUT, applied_migrations(&state)).await {
+        match tokio::time::timeout(CHECK_TIMEOUT, applied_migrations(&state.pool)).await {
             Ok(Ok(applied)) => {
                 let all_applied = MIGRATOR.iter().all(|m| applied.contains(&m.version));
                 ("up", if all_applied { "applied" } else { "pending" })
@@ -69,17 +69,4 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "checks": { "postgres": postgres, "migrations": migrations, "nats": nats },
     });
     (status, Json(body))
-}
-
-async fn applied_migrations(state: &AppState) -> Result<Vec<i64>, sqlx::Error> {
-    let table_exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(&state.pool)
-            .await?;
-    if !table_exists {
-        return Ok(Vec::new());
-    }
-    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-        .fetch_all(&state.pool)
-        .await
 }
