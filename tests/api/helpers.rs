@@ -533,3 +533,75 @@ pub async fn problem(response: Response, status: StatusCode, code: &str) -> Valu
         .is_some_and(|t| t.starts_with("https://")));
     body
 }
+
+/// A `chronicle serve` in a process of its own, for what is process-wide (the metrics
+/// registry); killed on drop.
+pub struct ServerProcess {
+    _child: tokio::process::Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts the binary on `db` with `args` after `serve` and `env` over the test settings;
+    /// returns once `/healthz` answers.
+    pub async fn start(db: &TestDatabase, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chronicle"));
+        command
+            .arg("serve")
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("CHRONICLE_ENV", "test")
+            .env(
+                "JWT_SECRET",
+                "test-secret-that-is-long-enough-for-hs256-0123",
+            )
+            .env_remove("SMTP_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("chronicle starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not start"
+            );
+            poll_pause().await;
+        }
+        Self {
+            _child: child,
+            base,
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("a text body")
+    }
+}
+
+/// One series' value in a Prometheus text scrape.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}

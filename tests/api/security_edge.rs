@@ -11,7 +11,9 @@ use tokio::io::{copy_bidirectional, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{poll_pause, problem, test_config, OwnNats, TestApp, TestDatabase};
+use crate::helpers::{
+    metric_value, poll_pause, problem, test_config, OwnNats, ServerProcess, TestApp, TestDatabase,
+};
 
 fn address(app: &TestApp) -> String {
     app.address.trim_start_matches("http://").to_owned()
@@ -243,68 +245,20 @@ const ZERO_SERIES: &[&str] = &[
     "chronicle_emails_total{outcome=\"failed\"}",
 ];
 
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 #[tokio::test]
 async fn the_first_scrape_of_a_fresh_server_shows_every_family_at_zero() {
     // Its own process: the metrics registry is process-wide, and other tests' servers share
     // this one's.
     let db = TestDatabase::create().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let stream = "TEST_METRICS_FRESH";
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
-        .args(["serve", "--no-workers"])
-        .env("DATABASE_URL", &db.url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("CHRONICLE_ENV", "test")
-        .env(
-            "JWT_SECRET",
-            "test-secret-that-is-long-enough-for-hs256-0123",
-        )
-        .env("NATS_STREAM", stream)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    // Waiting on /healthz only: it is the one route the scrape below must not count at 0.
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the server did not start"
-        );
-        poll_pause().await;
-    }
-
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let _ = server.kill().await;
+    // Scraped as soon as /healthz answers: the one route the scrape must not count at 0.
+    let server = ServerProcess::start(&db, &["--no-workers"], &[("NATS_STREAM", stream)]).await;
+    let metrics = server.metrics().await;
+    drop(server);
 
     for series in ZERO_SERIES {
         assert_eq!(
-            value(&metrics, series),
+            metric_value(&metrics, series),
             Some(0.0),
             "{series} in:\n{metrics}"
         );
@@ -316,17 +270,21 @@ async fn the_first_scrape_of_a_fresh_server_shows_every_family_at_zero() {
         ] {
             let series = format!("{family}{{projector=\"{}\"}}", projector.name());
             assert_eq!(
-                value(&metrics, &series),
+                metric_value(&metrics, &series),
                 Some(0.0),
                 "{series} in:\n{metrics}"
             );
         }
     }
     let relay = format!("chronicle_relay_lag_events{{stream=\"{stream}\"}}");
-    assert_eq!(value(&metrics, &relay), Some(0.0), "{relay} in:\n{metrics}");
+    assert_eq!(
+        metric_value(&metrics, &relay),
+        Some(0.0),
+        "{relay} in:\n{metrics}"
+    );
     // The scrape itself is in flight, on an open connection.
-    assert_eq!(value(&metrics, "http_requests_in_flight"), Some(1.0));
-    assert!(value(&metrics, "chronicle_http_connections_open").is_some_and(|n| n >= 1.0));
+    assert_eq!(metric_value(&metrics, "http_requests_in_flight"), Some(1.0));
+    assert!(metric_value(&metrics, "chronicle_http_connections_open").is_some_and(|n| n >= 1.0));
 }
 
 #[tokio::test]

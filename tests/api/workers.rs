@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{poll_pause, TestDatabase};
+use crate::helpers::{metric_value, poll_pause, ServerProcess, TestDatabase};
 
 /// Every worker a server with workers and without SMTP runs, besides one per projector.
 const WORKERS: &[&str] = &[
@@ -20,56 +20,33 @@ const WORKERS: &[&str] = &[
     "projector:email_outbox",
 ];
 
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 #[tokio::test]
 async fn metrics_show_each_background_worker_running_once_and_never_restarted() {
     // Its own process: the metrics registry is process-wide, and other tests' servers run the
     // same workers.
     let db = TestDatabase::create().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let stream = format!("TEST_{unique}");
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
-        .arg("serve")
-        .env("DATABASE_URL", &db.url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("CHRONICLE_ENV", "test")
-        .env(
-            "JWT_SECRET",
-            "test-secret-that-is-long-enough-for-hs256-0123",
-        )
-        .env("NATS_URL", &nats_url)
-        .env("NATS_STREAM", &stream)
-        .env("NATS_SUBJECT_PREFIX", format!("test.{unique}"))
-        .env_remove("SMTP_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let prefix = format!("test.{unique}");
+    let server = ServerProcess::start(
+        &db,
+        &[],
+        &[
+            ("NATS_URL", &nats_url),
+            ("NATS_STREAM", &stream),
+            ("NATS_SUBJECT_PREFIX", &prefix),
+        ],
+    )
+    .await;
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = server.base.clone();
     let mut workers: Vec<String> = WORKERS.iter().map(|w| (*w).to_owned()).collect();
     for projector in projections::all_projectors() {
         workers.push(format!("projector:{}", projector.name()));
     }
     let running = |metrics: &str, worker: &str| {
-        value(
+        metric_value(
             metrics,
             &format!("chronicle_workers_running{{worker=\"{worker}\"}}"),
         )
@@ -89,7 +66,7 @@ async fn metrics_show_each_background_worker_running_once_and_never_restarted() 
         );
         poll_pause().await;
     };
-    let _ = server.kill().await;
+    drop(server);
     if let Ok(nats) = async_nats::connect(nats_url.as_str()).await {
         let _ = async_nats::jetstream::new(nats)
             .delete_stream(&stream)
@@ -104,7 +81,7 @@ async fn metrics_show_each_background_worker_running_once_and_never_restarted() 
         );
         let restarts = format!("chronicle_worker_restarts_total{{worker=\"{worker}\"}}");
         assert_eq!(
-            value(&metrics, &restarts),
+            metric_value(&metrics, &restarts),
             Some(0.0),
             "{restarts} in:\n{metrics}"
         );
