@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use crate::app::analytics::{self, Interval, Metric, Range};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::AdminUser;
-use crate::http::openapi::schemas::{BadRequest, Data, Forbidden, Items, Unauthorized};
+use crate::http::openapi::schemas::{Data, Items};
 use crate::http::parse::{Fields, Parse};
 use crate::http::query::StrictQuery;
 use crate::http::respond::Answer;
@@ -203,12 +203,9 @@ pub struct BucketView {
     path = "/api/v1/analytics/summary",
     tag = "analytics",
     params(RangeParams),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "Totals over the range", body = Data<SummaryView>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn summary(
@@ -234,12 +231,9 @@ async fn summary(
     path = "/api/v1/analytics/timeseries",
     tag = "analytics",
     params(SeriesParams),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "One value per bucket, oldest first", body = Items<BucketView>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn timeseries(

@@ -16,10 +16,7 @@ use crate::app::sessions::{ClientInfo, SignedIn};
 use crate::http::consistency::{when_applied, PreferAsync};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{Parsed, RequestMeta};
-use crate::http::openapi::schemas::{
-    BadRequest, CommandHeaders, Data, PayloadTooLarge, Problem, UnsupportedMediaType,
-    ValidationFailed,
-};
+use crate::http::openapi::schemas::{CommandHeaders, Data, Problem};
 use crate::http::parse::{Fields, Parse};
 use crate::http::respond::Answer;
 use crate::http::views::UserView;
@@ -156,12 +153,8 @@ fn client_info(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Clien
     responses(
         (status = 201, description = "Registered and signed in", body = Data<AuthAnswer>,
             headers(("Location"), ("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
         (status = 409, description = "EMAIL_TAKEN: another user has this email (case-insensitively).",
             body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 async fn register(
@@ -199,13 +192,9 @@ async fn register(
     responses(
         (status = 200, description = "Signed in: a new session", body = Data<AuthAnswer>,
             headers(("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
         (status = 401, description = "INVALID_CREDENTIALS: unknown email, wrong password or deactivated user.",
             body = Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate"))),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 async fn login(

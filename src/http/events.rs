@@ -13,8 +13,7 @@ use crate::http::consistency::{log_position, MinPosition};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::AdminUser;
 use crate::http::openapi::schemas::{
-    BadRequest, CursorPagination, Forbidden, Listing, Pagination, PublicEvent, ReadHeaders,
-    Unauthorized,
+    CursorPagination, Listing, Pagination, PublicEvent, ReadHeaders,
 };
 use crate::http::parse::{Fields, Parse};
 use crate::http::query::{page_size, StrictQuery};
@@ -122,13 +121,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     path = "/api/v1/events",
     tag = "events",
     params(EventParams, ReadHeaders),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "A page of events; `next_cursor` is a position token",
             body = Listing<PublicEvent>, headers(("Chronicle-Position"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn list_events(

@@ -8,9 +8,7 @@ use utoipa_axum::routes;
 use crate::http::consistency::{read_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, SessionUser};
-use crate::http::openapi::schemas::{
-    BadRequest, Data, Forbidden, Items, NotFound, ReadHeaders, SessionView, Unauthorized,
-};
+use crate::http::openapi::schemas::{Data, Forbidden, Items, NotFound, ReadHeaders, SessionView};
 use crate::http::respond::Answer;
 use crate::http::views::UserView;
 use crate::state::AppState;
@@ -31,8 +29,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "The caller's full user", body = Data<UserView>,
             headers(("ETag"), ("Chronicle-Position"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
     )
 )]
@@ -63,8 +59,6 @@ async fn get_me(
     responses(
         (status = 200, description = "The caller's active sessions", body = Items<SessionView>,
             headers(("Chronicle-Position"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
     )
 )]

@@ -13,10 +13,7 @@ use crate::app::accounts;
 use crate::http::consistency::when_applied;
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{Parsed, RequestMeta};
-use crate::http::openapi::schemas::{
-    BadRequest, CommandHeaders, Data, PayloadTooLarge, RateLimited, UnsupportedMediaType,
-    ValidationFailed,
-};
+use crate::http::openapi::schemas::{CommandHeaders, Data};
 use crate::http::parse::{Fields, Parse};
 use crate::http::respond::Answer;
 use crate::http::users::{sent, Sent};
@@ -90,11 +87,6 @@ impl Parse for PasswordResetConfirmation {
     params(CommandHeaders),
     responses(
         (status = 202, description = "Accepted (whether or not the address has an account)", body = Data<Sent>),
-        (status = 400, response = BadRequest),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
-        (status = 429, response = RateLimited),
     )
 )]
 async fn request_password_reset(
@@ -119,11 +111,6 @@ async fn request_password_reset(
     responses(
         (status = 204, description = "The password is changed; every session is revoked",
             headers(("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
-        (status = 429, response = RateLimited),
     )
 )]
 async fn confirm_password_reset(

@@ -13,10 +13,7 @@ use crate::http::auth::{signed_in_answer, AuthAnswer};
 use crate::http::consistency::{when_applied, PreferAsync};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{Parsed, PathId, RequestMeta, SessionUser};
-use crate::http::openapi::schemas::{
-    BadRequest, CommandHeaders, Data, IdPath, NotFound, PayloadTooLarge, Problem, Unauthorized,
-    UnsupportedMediaType, ValidationFailed,
-};
+use crate::http::openapi::schemas::{CommandHeaders, Data, IdPath, Problem};
 use crate::http::parse::{Fields, Parse};
 use crate::http::respond::Answer;
 use crate::state::AppState;
@@ -66,14 +63,10 @@ impl Parse for RefreshRequest {
     responses(
         (status = 200, description = "A new token pair", body = Data<AuthAnswer>,
             headers(("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
         (status = 401, description = "UNAUTHORIZED (unknown or revoked token), TOKEN_EXPIRED, or \
             TOKEN_REUSED (the token was already used: the whole session is now revoked).",
             body = Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate"))),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 async fn refresh(
@@ -98,7 +91,6 @@ async fn refresh(
     responses(
         (status = 204, description = "Signed out",
             headers(("Chronicle-Position"), ("X-Consistency"))),
-        (status = 401, response = Unauthorized),
         (status = 403, description = "FORBIDDEN: an API key never signs its creator out.",
             body = Problem, content_type = "application/problem+json"),
     )
@@ -133,7 +125,6 @@ async fn logout(
     responses(
         (status = 204, description = "Every session revoked",
             headers(("Chronicle-Position"), ("X-Consistency"))),
-        (status = 401, response = Unauthorized),
         (status = 403, description = "FORBIDDEN: an API key never signs its creator out.",
             body = Problem, content_type = "application/problem+json"),
     )
@@ -169,10 +160,8 @@ async fn logout_all(
     responses(
         (status = 204, description = "The session is revoked",
             headers(("Chronicle-Position"), ("X-Consistency"))),
-        (status = 401, response = Unauthorized),
         (status = 403, description = "FORBIDDEN: an API key never manages its creator's sessions.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 404, response = NotFound),
     )
 )]
 async fn revoke_my_session(

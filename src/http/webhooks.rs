@@ -14,10 +14,7 @@ use crate::fanout::webhooks::store::{self, Changes, Delivery, Endpoint};
 use crate::fanout::webhooks::targets::{self, TargetError};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{AdminUser, Parsed, PathId};
-use crate::http::openapi::schemas::{
-    BadRequest, Data, Forbidden, IdPath, Items, NotFound, PayloadTooLarge, Unauthorized,
-    UnsupportedMediaType, ValidationFailed,
-};
+use crate::http::openapi::schemas::{Data, IdPath, Items};
 use crate::http::parse::{Fields, Parse};
 use crate::http::query::{StatusList, StrictQuery};
 use crate::http::respond::{Accepted, Answer};
@@ -291,15 +288,9 @@ async fn endpoint_or_404(state: &AppState, id: Uuid) -> Result<Endpoint, ApiErro
     path = "/api/v1/webhooks",
     tag = "webhooks",
     request_body = CreateEndpointRequest,
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 201, description = "Created", body = Data<WebhookWithSecret>, headers(("Location"))),
-        (status = 400, response = BadRequest),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn create_endpoint(
@@ -329,11 +320,9 @@ async fn create_endpoint(
     get,
     path = "/api/v1/webhooks",
     tag = "webhooks",
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "The endpoints", body = Items<WebhookView>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn list_endpoints(
@@ -352,12 +341,9 @@ async fn list_endpoints(
     path = "/api/v1/webhooks/{id}",
     tag = "webhooks",
     params(IdPath),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "The endpoint", body = Data<WebhookView>),
-        (status = 404, response = NotFound),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn get_endpoint(
@@ -377,16 +363,9 @@ async fn get_endpoint(
     tag = "webhooks",
     params(IdPath),
     request_body = UpdateEndpointRequest,
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "The endpoint", body = Data<WebhookView>),
-        (status = 404, response = NotFound),
-        (status = 400, response = BadRequest),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn update_endpoint(
@@ -417,12 +396,9 @@ async fn update_endpoint(
     path = "/api/v1/webhooks/{id}",
     tag = "webhooks",
     params(IdPath),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, response = NotFound),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn delete_endpoint(
@@ -446,12 +422,9 @@ async fn delete_endpoint(
     path = "/api/v1/webhooks/{id}/rotate-secret",
     tag = "webhooks",
     params(IdPath),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "The endpoint with its new secret", body = Data<WebhookWithSecret>),
-        (status = 404, response = NotFound),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn rotate_secret(
@@ -473,12 +446,9 @@ async fn rotate_secret(
     path = "/api/v1/webhooks/{id}/test",
     tag = "webhooks",
     params(IdPath),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 202, description = "Queued"),
-        (status = 404, response = NotFound),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn send_test(
@@ -515,13 +485,9 @@ async fn send_test(
     path = "/api/v1/webhooks/{id}/deliveries",
     tag = "webhooks",
     params(IdPath, DeliveryParams),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "The deliveries", body = Items<DeliveryView>),
-        (status = 400, response = BadRequest),
-        (status = 404, response = NotFound),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn list_deliveries(
@@ -543,12 +509,9 @@ async fn list_deliveries(
     path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
     tag = "webhooks",
     params(DeliveryPath),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 202, description = "Queued"),
-        (status = 404, response = NotFound),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn retry_delivery(
@@ -576,16 +539,9 @@ async fn retry_delivery(
     tag = "webhooks",
     params(IdPath),
     request_body = ReplayRequest,
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 202, description = "Queued"),
-        (status = 404, response = NotFound),
-        (status = 400, response = BadRequest),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn replay(

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::email::store::{self, EmailView, RetryOutcome};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{AdminUser, PathId};
-use crate::http::openapi::schemas::{BadRequest, Forbidden, IdPath, Items, NotFound, Unauthorized};
+use crate::http::openapi::schemas::{IdPath, Items};
 use crate::http::parse::Parse;
 use crate::http::query::{StatusList, StrictQuery};
 use crate::http::respond::{Accepted, Answer};
@@ -43,12 +43,9 @@ impl Parse for EmailParams {
     path = "/api/v1/admin/emails",
     tag = "admin",
     params(EmailParams),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "The messages", body = Items<EmailView>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 pub(super) async fn list_emails(
@@ -66,12 +63,9 @@ pub(super) async fn list_emails(
     path = "/api/v1/admin/emails/{id}/retry",
     tag = "admin",
     params(IdPath),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 202, description = "Queued"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, description = "CONFLICT: the message has not failed (it is pending or sent)."),
     )
 )]

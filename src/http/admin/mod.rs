@@ -13,7 +13,6 @@ use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
 use crate::http::extract::AdminUser;
-use crate::http::openapi::schemas::{Forbidden, NotFound, Unauthorized};
 use crate::http::respond::{Accepted, Answer};
 use crate::state::AppState;
 
@@ -38,11 +37,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     get,
     path = "/api/v1/admin/projections",
     tag = "admin",
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "`{data: [{name, position, head_position, lag, status, last_error, updated_at, rebuild, last_rebuild, leader_epoch, leader_since}], relay: {stream, position, leader_epoch, leader_since}, leadership: [{role, epoch, since, until}]}`"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 async fn list_projections(
@@ -72,12 +69,9 @@ async fn list_projections(
     path = "/api/v1/admin/projections/{name}/rebuild",
     tag = "admin",
     params(("name" = String, Path, description = "The projector: users, posts or sessions.")),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 202, description = "Accepted: the leading instance carries it out"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, description = "CONFLICT: a rebuild of this projector is already requested or running"),
     )
 )]

@@ -1,13 +1,15 @@
 //! What the layers do for every route, added to every operation of the document: the request id,
 //! CORS, the rate limit on `/api/v1` (its headers on every 2xx and 4xx, its 429), idempotency
-//! keys on POSTs, `security: []` on public operations, and the 500 that any route can give.
+//! keys on POSTs, `security: []` on public operations, and the 408 and 500 that any route can
+//! give. [`super::problems`] adds the problem answers that follow from an operation's input and
+//! security.
 //! Handlers' annotations describe only what the handler itself does.
 
 use std::collections::BTreeMap;
 
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{ArrayItems, Schema, SchemaType};
+use utoipa::openapi::schema::{Schema, SchemaType};
 use utoipa::openapi::{Components, ContentBuilder, OpenApi, Ref, RefOr, Required, Response};
 use utoipa::openapi::{ObjectBuilder, Type};
 use utoipa::PartialSchema;
@@ -44,7 +46,9 @@ fn reference(name: &str) -> RefOr<Response> {
 }
 
 /// Every `(method, operation)` of a path item.
-fn operations(item: &mut utoipa::openapi::PathItem) -> [(&'static str, &mut Option<Operation>); 8] {
+pub(super) fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> [(&'static str, &mut Option<Operation>); 8] {
     [
         ("get", &mut item.get),
         ("put", &mut item.put),
@@ -62,6 +66,11 @@ pub fn apply(document: &mut OpenApi) {
     for (name, response) in components.responses.iter_mut() {
         if let RefOr::T(response) = response {
             add_request_id(response);
+            // The timeout layer answers from outside CORS and the rate limiter, with neither's
+            // headers.
+            if name == "RequestTimeout" {
+                continue;
+            }
             add_cors_origin(response);
             // The shared 4xx answers are the ones /api/v1 routes give, after the rate limiter.
             if name != "InternalError" && name != "Unavailable" {
@@ -70,7 +79,6 @@ pub fn apply(document: &mut OpenApi) {
         }
     }
     let shared = components.responses.clone();
-    sparse_fieldsets(document);
 
     for (path, item) in document.paths.paths.iter_mut() {
         let api = path.starts_with("/api/v1/");
@@ -93,6 +101,8 @@ pub fn apply(document: &mut OpenApi) {
             for parameter in parameters.iter_mut() {
                 bound_string(parameter);
             }
+            // Before `idempotency`, which extends the 422 a body implies.
+            super::problems::add(operation);
             let responses = &mut operation.responses.responses;
             if api {
                 responses
@@ -102,6 +112,10 @@ pub fn apply(document: &mut OpenApi) {
                     .entry("503".into())
                     .or_insert_with(|| reference("Unavailable"));
             }
+            // The timeout layer wraps every route, probes and documents included.
+            responses
+                .entry("408".into())
+                .or_insert_with(|| reference("RequestTimeout"));
             responses
                 .entry("500".into())
                 .or_insert_with(|| reference("InternalError"));
@@ -121,96 +135,8 @@ pub fn apply(document: &mut OpenApi) {
             }
         }
     }
-    prune_unused_schemas(document);
-}
-
-/// Drops component schemas nothing refers to: utoipa registers a handler's body type although
-/// the generic wrapper (`Data<PostView>`) inlines it, and an unused schema only makes readers
-/// wonder where it is returned.
-fn prune_unused_schemas(document: &mut OpenApi) {
-    fn collect(value: &serde_json::Value, into: &mut std::collections::HashSet<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (key, value) in map {
-                    match (key.as_str(), value) {
-                        ("$ref", serde_json::Value::String(target)) => {
-                            if let Some(name) = target.strip_prefix("#/components/schemas/") {
-                                into.insert(name.to_owned());
-                            }
-                        }
-                        _ => collect(value, into),
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|v| collect(v, into)),
-            _ => {}
-        }
-    }
-    // Removing a schema can orphan the ones only it referred to, so repeat until none goes.
-    loop {
-        let Ok(json) = serde_json::to_value(&*document) else {
-            return;
-        };
-        let mut used = std::collections::HashSet::new();
-        collect(&json, &mut used);
-        let Some(components) = document.components.as_mut() else {
-            return;
-        };
-        let before = components.schemas.len();
-        components.schemas.retain(|name, _| used.contains(name));
-        if components.schemas.len() == before {
-            return;
-        }
-    }
-}
-
-/// A list that takes `fields` answers items with only the named fields and `id`, so its item
-/// schema may require nothing but `id`; without this, every answer to `?fields=title` would
-/// contradict the document.
-fn sparse_fieldsets(document: &mut OpenApi) {
-    let mut listings = Vec::new();
-    for item in document.paths.paths.values_mut() {
-        for (_, operation) in operations(item) {
-            let Some(operation) = operation.as_ref() else {
-                continue;
-            };
-            let takes_fields = operation
-                .parameters
-                .iter()
-                .flatten()
-                .any(|p| p.name == "fields" && matches!(p.parameter_in, ParameterIn::Query));
-            let schema = operation
-                .responses
-                .responses
-                .get("200")
-                .and_then(|response| match response {
-                    RefOr::T(response) => response.content.get("application/json"),
-                    RefOr::Ref(_) => None,
-                })
-                .and_then(|content| content.schema.as_ref());
-            if let (true, Some(RefOr::Ref(listing))) = (takes_fields, schema) {
-                listings.push(listing.ref_location.rsplit('/').next().map(str::to_owned));
-            }
-        }
-    }
-    let Some(components) = document.components.as_mut() else {
-        return;
-    };
-    for name in listings.into_iter().flatten() {
-        let Some(RefOr::T(Schema::Object(listing))) = components.schemas.get_mut(&name) else {
-            continue;
-        };
-        let Some(RefOr::T(Schema::Array(data))) = listing.properties.get_mut("data") else {
-            continue;
-        };
-        if let ArrayItems::RefOrSchema(items) = &mut data.items {
-            if let RefOr::T(Schema::Object(item)) = items.as_mut() {
-                item.required = vec!["id".to_owned()];
-                item.description =
-                    Some("Every field, or with `fields` only those named (and `id`).".to_owned());
-            }
-        }
-    }
+    super::envelopes::name(document);
+    super::envelopes::prune_unused(document);
 }
 
 fn add_request_id(response: &mut Response) {

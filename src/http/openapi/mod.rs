@@ -6,6 +6,8 @@
 //! do for every route (request ids, rate limits, idempotency keys) to every operation.
 
 mod conventions;
+mod envelopes;
+mod problems;
 pub mod schemas;
 
 use std::sync::OnceLock;
@@ -20,7 +22,8 @@ use utoipa::{Modify, OpenApi};
 use crate::http::error::ApiError;
 use crate::http::openapi::schemas::{
     BadRequest, Forbidden, InternalError, NotFound, PayloadTooLarge, PreconditionFailed, Problem,
-    ProblemField, RateLimited, Unauthorized, Unavailable, UnsupportedMediaType, ValidationFailed,
+    ProblemField, RateLimited, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
+    ValidationFailed,
 };
 
 /// The document's fixed parts; the paths come from the router.
@@ -53,6 +56,7 @@ use crate::http::openapi::schemas::{
             PayloadTooLarge,
             UnsupportedMediaType,
             ValidationFailed,
+            RequestTimeout,
             RateLimited,
             Unavailable,
             InternalError

@@ -394,6 +394,7 @@ problem_responses! {
     PayloadTooLarge => "PAYLOAD_TOO_LARGE: the body is over the limit (1 MiB by default).";
     UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE: the body is not sent as `application/json`.";
     ValidationFailed => "VALIDATION_ERROR: a missing field, a wrong type, an unknown field or a bad value, one `errors` entry per field.";
+    RequestTimeout => "TIMEOUT: no answer within `REQUEST_TIMEOUT_SECS` (30 s by default); a command may still have taken effect.";
     RateLimited => "RATE_LIMITED: the request budget is spent.",
         "Retry-After": "Seconds until a request would be allowed.",
         "RateLimit-Limit": "Requests allowed per minute (also sent as `X-RateLimit-Limit`).",

@@ -14,8 +14,8 @@ use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, MaybeAuthUser, PathId};
 use crate::http::listing::{ListAnswer, ListRequest, ListSpec};
 use crate::http::openapi::schemas::{
-    BadRequest, ConditionalReadHeaders, Data, Forbidden, IdPath, Items, ListParams, Listing,
-    NotFound, PostFilters, PublicEvent, ReadHeaders, Unauthorized,
+    ConditionalReadHeaders, Data, Forbidden, IdPath, Items, ListParams, Listing, PostFilters,
+    PublicEvent, ReadHeaders,
 };
 use crate::http::query::QueryParams;
 use crate::http::respond::{not_modified, not_modified_response, Answer};
@@ -86,8 +86,6 @@ fn shared_conditions(request: &ListRequest) -> Result<Vec<Condition>, ApiError> 
     responses(
         (status = 200, description = "A page of posts", body = Listing<PostView>,
             headers(("Chronicle-Position"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
     )
 )]
 pub(super) async fn list_posts(
@@ -140,9 +138,6 @@ pub(super) async fn list_posts(
     responses(
         (status = 200, description = "A page of the author's posts", body = Listing<PostView>,
             headers(("Chronicle-Position"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
     )
 )]
 pub(super) async fn list_author_posts(
@@ -193,9 +188,6 @@ pub(super) async fn list_author_posts(
             headers(("ETag"), ("Chronicle-Position"))),
         (status = 304, description = "Not modified: `If-None-Match` names the current version",
             headers(("ETag"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
     )
 )]
 pub(super) async fn get_post(
@@ -238,10 +230,7 @@ pub(super) async fn get_post(
     responses(
         (status = 200, description = "The post's events, oldest first", body = Items<PublicEvent>,
             headers(("Chronicle-Position"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
     )
 )]
 pub(super) async fn post_history(

@@ -12,9 +12,7 @@ use crate::http::consistency::{command_answer, when_applied, PreferAsync};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{AuthUser, IfMatch, Parsed, PathId, RequestMeta};
 use crate::http::openapi::schemas::{
-    self, BadRequest, CommandHeaders, Data, Forbidden, IdPath, NotFound, PayloadTooLarge,
-    PreconditionFailed, Problem, Unauthorized, UnsupportedMediaType, ValidationFailed,
-    WriteHeaders,
+    self, CommandHeaders, Data, Forbidden, IdPath, Problem, WriteHeaders,
 };
 use crate::http::parse::{one_of, Fields, Parse};
 use crate::http::respond::Answer;
@@ -165,11 +163,6 @@ const READ_MODELS: &[&str] = &["posts"];
     responses(
         (status = 201, description = "Created", body = Data<PostView>,
             headers(("Location"), ("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 pub(super) async fn create_post(
@@ -222,14 +215,7 @@ pub(super) async fn create_post(
     responses(
         (status = 200, description = "The updated post", body = Data<PostView>,
             headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 412, response = PreconditionFailed),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 pub(super) async fn update_post(
@@ -282,14 +268,7 @@ pub(super) async fn update_post(
     responses(
         (status = 200, description = "The replaced post", body = Data<PostView>,
             headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 412, response = PreconditionFailed),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 pub(super) async fn replace_post(
@@ -360,12 +339,9 @@ async fn execute_post_command(
     responses(
         (status = 200, description = "The published post", body = Data<PostView>,
             headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, description = "INVALID_STATE_TRANSITION: the post is already published.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 412, response = PreconditionFailed),
     )
 )]
 pub(super) async fn publish_post(
@@ -406,12 +382,9 @@ pub(super) async fn publish_post(
     responses(
         (status = 200, description = "The post, a draft again", body = Data<PostView>,
             headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, description = "INVALID_STATE_TRANSITION: the post is not published.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 412, response = PreconditionFailed),
     )
 )]
 pub(super) async fn unpublish_post(
@@ -452,10 +425,7 @@ pub(super) async fn unpublish_post(
     responses(
         (status = 204, description = "Deleted",
             headers(("Chronicle-Position"), ("X-Consistency"))),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 412, response = PreconditionFailed),
     )
 )]
 pub(super) async fn delete_post(

@@ -14,8 +14,8 @@ use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, AuthUser, PathId};
 use crate::http::listing::{ListAnswer, ListRequest, ListSpec};
 use crate::http::openapi::schemas::{
-    BadRequest, ConditionalReadHeaders, Data, Forbidden, IdPath, Items, ListParams, Listing,
-    NotFound, PublicEvent, ReadHeaders, Unauthorized, UserFilters,
+    ConditionalReadHeaders, Data, Forbidden, IdPath, Items, ListParams, Listing, PublicEvent,
+    ReadHeaders, UserFilters,
 };
 use crate::http::query::QueryParams;
 use crate::http::respond::{not_modified, not_modified_response, Answer};
@@ -50,13 +50,10 @@ const SPEC: ListSpec = ListSpec {
     path = "/api/v1/users",
     tag = "users",
     params(ListParams, UserFilters, ReadHeaders),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "A page of users", body = Listing<UserView>,
             headers(("Chronicle-Position"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
     )
 )]
 pub(super) async fn list_users(
@@ -114,9 +111,6 @@ pub(super) async fn list_users(
             headers(("ETag"), ("Chronicle-Position"))),
         (status = 304, description = "Not modified: `If-None-Match` names the current version",
             headers(("ETag"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
     )
 )]
 pub(super) async fn get_user(
@@ -159,10 +153,7 @@ pub(super) async fn get_user(
     responses(
         (status = 200, description = "The user's events, oldest first", body = Items<PublicEvent>,
             headers(("Chronicle-Position"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
     )
 )]
 pub(super) async fn user_history(

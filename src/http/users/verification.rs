@@ -13,9 +13,7 @@ use crate::commands::CommandError;
 use crate::email::tokens::TokenKind;
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, PathId, RequestMeta};
-use crate::http::openapi::schemas::{
-    CommandHeaders, Data, Forbidden, IdPath, NotFound, Problem, RateLimited, Unauthorized,
-};
+use crate::http::openapi::schemas::{CommandHeaders, Data, Forbidden, IdPath, Problem};
 use crate::state::AppState;
 
 /// `{"sent": true}`: the email is queued (it goes out even if SMTP is down right now).
@@ -47,12 +45,9 @@ pub fn sent() -> Response {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 202, description = "Queued", body = Data<Sent>),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, description = "CONFLICT: the address is already verified; INVALID_STATE_TRANSITION: the user is deactivated.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 429, response = RateLimited),
     )
 )]
 pub(super) async fn send_verification(

@@ -12,9 +12,7 @@ use crate::http::extract::{
     AccountManager, AdminUser, AuthUser, IfMatch, Parsed, PathId, RequestMeta,
 };
 use crate::http::openapi::schemas::{
-    BadRequest, CommandHeaders, Data, Forbidden, IdPath, NotFound, PayloadTooLarge,
-    PreconditionFailed, Problem, Unauthorized, UnsupportedMediaType, ValidationFailed,
-    WriteHeaders,
+    CommandHeaders, Data, Forbidden, IdPath, Problem, WriteHeaders,
 };
 use crate::http::respond::Answer;
 use crate::http::users::requests::{
@@ -36,18 +34,12 @@ const READ_MODELS: &[&str] = &["users", "sessions"];
     tag = "users",
     request_body = CreateUserRequest,
     params(CommandHeaders),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 201, description = "Created", body = Data<UserView>,
             headers(("Location"), ("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 409, description = "EMAIL_TAKEN: another user has this email (case-insensitively).",
             body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 pub(super) async fn create_user(
@@ -96,16 +88,9 @@ pub(super) async fn create_user(
     responses(
         (status = 200, description = "The updated user", body = Data<UserView>,
             headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, description = "INVALID_STATE_TRANSITION: the user is deactivated.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 412, response = PreconditionFailed),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 pub(super) async fn update_user(
@@ -168,16 +153,9 @@ pub(super) async fn update_user(
     responses(
         (status = 200, description = "The updated user", body = Data<UserView>,
             headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, description = "INVALID_STATE_TRANSITION: the user is deactivated.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 412, response = PreconditionFailed),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 pub(super) async fn replace_user(
@@ -226,12 +204,9 @@ pub(super) async fn replace_user(
     responses(
         (status = 204, description = "Deactivated",
             headers(("Chronicle-Position"), ("X-Consistency"))),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, description = "INVALID_STATE_TRANSITION: the user is already deactivated.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 412, response = PreconditionFailed),
     )
 )]
 pub(super) async fn deactivate_user(
@@ -288,15 +263,9 @@ pub(super) async fn deactivate_user(
     responses(
         (status = 200, description = "The user, with `email_verified: true`", body = Data<UserView>,
             headers(("ETag"), ("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, description = "INVALID_STATE_TRANSITION: already verified, or the user is deactivated.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 pub(super) async fn verify_email(
@@ -343,17 +312,12 @@ pub(super) async fn verify_email(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 204, description = "Changed", headers(("Chronicle-Position"), ("X-Consistency"))),
-        (status = 400, response = BadRequest),
         (status = 401, description = "UNAUTHORIZED (credentials) or INVALID_CREDENTIALS (wrong current password).",
             body = Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate"))),
         (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, description = "INVALID_STATE_TRANSITION: the user is deactivated.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
     )
 )]
 pub(super) async fn change_password(
