@@ -117,9 +117,7 @@ async fn create_key(
     AdminUser(admin): AdminUser,
     Parsed(key): Parsed<CreateKeyRequest>,
 ) -> Result<Answer<NewApiKey>, ApiError> {
-    let issued = api_keys::create(&state.pool, key.name.trim(), key.role, admin.user_id)
-        .await
-        .map_err(ApiError::internal)?;
+    let issued = api_keys::create(&state.pool, key.name.trim(), key.role, admin.user_id).await?;
 
     let location = format!("/api/v1/api-keys/{}", issued.row.id);
     Ok(Answer::ok(NewApiKey {
@@ -145,9 +143,7 @@ async fn list_keys(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
 ) -> Result<Answer<Vec<ApiKeyView>>, ApiError> {
-    let keys = api_keys::list(&state.pool)
-        .await
-        .map_err(ApiError::internal)?;
+    let keys = api_keys::list(&state.pool).await?;
     Ok(Answer::ok(keys.iter().map(ApiKeyView::from_row).collect()))
 }
 
@@ -169,10 +165,7 @@ async fn revoke_key(
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
 ) -> Result<Answer<()>, ApiError> {
-    if api_keys::revoke(&state.pool, id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if api_keys::revoke(&state.pool, id).await? {
         Ok(Answer::no_content())
     } else {
         Err(ApiError::NotFound)

@@ -121,8 +121,7 @@ pub(crate) async fn principal_from(
     };
     if api_key_header.is_some() || api_keys::looks_like_api_key(credential) {
         let key = api_keys::authenticate(&state.pool, credential)
-            .await
-            .map_err(ApiError::internal)?
+            .await?
             .ok_or_else(ApiError::unauthorized)?;
         if !key.creator_active() || state.revocations.is_user_blocked(&key.created_by) {
             return Err(revoked());

@@ -107,9 +107,7 @@ pub async fn log_position(state: &AppState, min: &MinPosition) -> Result<Positio
     let deadline = tokio::time::Instant::now() + CONSISTENCY_WAIT;
     loop {
         wake.borrow_and_update();
-        let head = projections::log::head(&state.pool)
-            .await
-            .map_err(ApiError::internal)?;
+        let head = projections::log::head(&state.pool).await?;
         match min.0 {
             Some(wanted) if head < wanted => {}
             _ => return Ok(head),

@@ -111,8 +111,7 @@ async fn claim(
     .bind(key)
     .bind(print)
     .fetch_optional(pool)
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     if claimed.is_some() {
         return Ok(Claim::Claimed);
     }
@@ -122,8 +121,7 @@ async fn claim(
     .bind(principal)
     .bind(key)
     .fetch_optional(pool)
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     match row {
         // Released (a 5xx) between our insert and this read: let the client retry.
         None => Err(in_use()),

@@ -306,8 +306,7 @@ impl ListRequest {
             limit: self.limit,
         };
         let listed = projections::listing::list::<Row>(&state.pool, &query)
-            .await
-            .map_err(ApiError::internal)?
+            .await?
             .try_map(|row| serde_json::to_value(view(row)))
             .map_err(ApiError::internal)?;
         Ok(self.answer(listed, &state.cursor_key, position))

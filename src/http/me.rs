@@ -39,8 +39,7 @@ async fn get_me(
 ) -> Result<Response, ApiError> {
     let position = read_position(&state, &["users"], &min).await?;
     let row = projections::users::find(&state.pool, *caller.user_id.as_uuid())
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound)?;
     let version = row.version as u64;
     Ok(Answer::ok(UserView::from_row(row))
@@ -68,9 +67,8 @@ async fn list_my_sessions(
     min: MinPosition,
 ) -> Result<Answer<Vec<SessionView>>, ApiError> {
     let position = read_position(&state, &["sessions"], &min).await?;
-    let sessions = projections::sessions::active_for_user(&state.pool, *caller.user_id.as_uuid())
-        .await
-        .map_err(ApiError::internal)?;
+    let sessions =
+        projections::sessions::active_for_user(&state.pool, *caller.user_id.as_uuid()).await?;
     let data = sessions
         .into_iter()
         .map(|s| SessionView {

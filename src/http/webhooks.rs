@@ -277,8 +277,7 @@ async fn allowed_target(state: &AppState, url: &str) -> Result<(), ApiError> {
 
 async fn endpoint_or_404(state: &AppState, id: Uuid) -> Result<Endpoint, ApiError> {
     store::find(&state.pool, id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound)
 }
 
@@ -309,8 +308,7 @@ async fn create_endpoint(
         &secret,
         *admin.user_id.as_uuid(),
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     Ok(Answer::ok(WebhookWithSecret::new(&endpoint, secret))
         .created(format!("/api/v1/webhooks/{}", endpoint.id)))
 }
@@ -329,7 +327,7 @@ async fn list_endpoints(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
 ) -> Result<Answer<Vec<WebhookView>>, ApiError> {
-    let endpoints = store::list(&state.pool).await.map_err(ApiError::internal)?;
+    let endpoints = store::list(&state.pool).await?;
     Ok(Answer::ok(
         endpoints.iter().map(WebhookView::from_endpoint).collect(),
     ))
@@ -384,8 +382,7 @@ async fn update_endpoint(
         enabled: body.enabled,
     };
     let endpoint = store::update(&state.pool, id, changes)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound)?;
     Ok(Answer::ok(WebhookView::from_endpoint(&endpoint)))
 }
@@ -406,10 +403,7 @@ async fn delete_endpoint(
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
 ) -> Result<Answer<()>, ApiError> {
-    if store::delete(&state.pool, id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if store::delete(&state.pool, id).await? {
         Ok(Answer::no_content())
     } else {
         Err(ApiError::NotFound)
@@ -434,8 +428,7 @@ async fn rotate_secret(
 ) -> Result<Answer<WebhookWithSecret>, ApiError> {
     let secret = new_secret();
     let endpoint = store::rotate_secret(&state.pool, &state.secrets, id, &secret)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound)?;
     Ok(Answer::ok(WebhookWithSecret::new(&endpoint, secret)))
 }
@@ -473,8 +466,7 @@ async fn send_test(
         &body,
         false,
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     state.webhook_wake.notify_one();
     Ok(Answer::accepted())
 }
@@ -522,10 +514,7 @@ async fn retry_delivery(
     let (Ok(id), Ok(delivery)) = (Uuid::parse_str(&id), Uuid::parse_str(&delivery)) else {
         return Err(ApiError::NotFound);
     };
-    if !store::retry(&state.pool, id, delivery)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if !store::retry(&state.pool, id, delivery).await? {
         return Err(ApiError::NotFound);
     }
     state.webhook_wake.notify_one();
@@ -551,9 +540,7 @@ async fn replay(
     Parsed(since): Parsed<ReplayRequest>,
 ) -> Result<Answer<Accepted>, ApiError> {
     let endpoint = endpoint_or_404(&state, id).await?;
-    crate::fanout::webhooks::replay::replay(&state.pool, &endpoint, since)
-        .await
-        .map_err(ApiError::internal)?;
+    crate::fanout::webhooks::replay::replay(&state.pool, &endpoint, since).await?;
     state.webhook_wake.notify_one();
     Ok(Answer::accepted())
 }

@@ -74,10 +74,7 @@ pub(super) async fn retry_email(
     AdminUser(_): AdminUser,
     PathId(id): PathId<Uuid>,
 ) -> Result<Answer<Accepted>, ApiError> {
-    match store::retry(&state.pool, id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    match store::retry(&state.pool, id).await? {
         RetryOutcome::Queued => Ok(Answer::accepted()),
         RetryOutcome::NotFound => Err(ApiError::NotFound),
         RetryOutcome::NotFailed => Err(ApiError::Conflict {

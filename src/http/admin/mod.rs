@@ -46,12 +46,8 @@ async fn list_projections(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
 ) -> Result<Response, ApiError> {
-    let statuses = projections::status::statuses(&state.pool)
-        .await
-        .map_err(ApiError::internal)?;
-    let relay = crate::fanout::relay::status(&state.pool, &state.config.nats_stream)
-        .await
-        .map_err(ApiError::internal)?;
+    let statuses = projections::status::statuses(&state.pool).await?;
+    let relay = crate::fanout::relay::status(&state.pool, &state.config.nats_stream).await?;
     Ok(Json(json!({
         "data": statuses,
         "relay": relay,

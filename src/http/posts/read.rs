@@ -199,8 +199,7 @@ pub(super) async fn get_post(
 ) -> Result<Response, ApiError> {
     let position = read_position(&state, READ_MODELS, &min).await?;
     let row = projections::posts::find(&state.pool, *id.as_uuid())
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound)?;
     let visible = row.status == "published"
         || caller.is_some_and(|c| c.is_admin() || *c.user_id.as_uuid() == row.author_id);

@@ -122,8 +122,7 @@ pub(super) async fn get_user(
 ) -> Result<Response, ApiError> {
     let position = read_position(&state, READ_MODELS, &min).await?;
     let row = projections::users::find(&state.pool, *id.as_uuid())
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound)?;
     let version = row.version as u64;
     if not_modified(&headers, version) {
