@@ -18,7 +18,7 @@ use sha2::Sha256;
 
 use crate::http::error::{ApiError, FieldError};
 use crate::http::openapi::schemas::{CursorPagination, OffsetPagination, Pagination};
-use crate::http::query::{bad_parameter, bad_query, QueryParams};
+use crate::http::query::{bad_parameter, bad_query};
 use crate::http::respond::Answer;
 
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -33,6 +33,74 @@ pub struct ListSpec {
     pub fields: &'static [&'static str],
 }
 
+/// The parameters a list request was given, by name.
+#[derive(Default)]
+pub struct ListValues(pub Vec<(&'static str, String)>);
+
+impl ListValues {
+    pub fn push(&mut self, name: &'static str, value: Option<String>) {
+        if let Some(value) = value {
+            self.0.push((name, value));
+        }
+    }
+}
+
+/// A list's query parameters: the six every list takes, then the list's own filters, as one
+/// struct that is both the documented parameters and what `StrictQuery` reads. One struct a
+/// list, because serde's `deny_unknown_fields` does not combine with `flatten`.
+macro_rules! list_params {
+    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(serde::Deserialize, utoipa::IntoParams)]
+        #[into_params(parameter_in = Query)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Page size, 1 to 100.
+            #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 20, nullable = false)]
+            limit: Option<String>,
+            /// `next_cursor` of the previous page (not together with `page`).
+            #[param(nullable = false)]
+            cursor: Option<String>,
+            /// Offset pagination: 1-based page number; the answer then has `total` and
+            /// `total_pages`. Pages reach the first 10,000 rows only (page × limit may exceed
+            /// 10,000 by less than one page; deeper is 400): use `cursor` to go further.
+            /// `total` counts at most 10,000 rows.
+            #[param(value_type = Option<i64>, minimum = 1, maximum = 10000, nullable = false)]
+            page: Option<String>,
+            /// Comma list of sort keys, `-` for descending, e.g. `-created_at,title`.
+            #[param(default = "-created_at", nullable = false)]
+            sort: Option<String>,
+            /// Comma list of the fields to return (`id` always comes too); the items then hold
+            /// only those fields.
+            #[param(nullable = false)]
+            fields: Option<String>,
+            /// Full-text search.
+            #[param(nullable = false)]
+            q: Option<String>,
+            $($(#[$field_meta])* $field: Option<String>,)*
+        }
+
+        impl $crate::http::parse::Parse for $name {
+            type Output = $crate::http::listing::ListValues;
+
+            fn parse(
+                self,
+            ) -> Result<$crate::http::listing::ListValues, Vec<$crate::http::error::FieldError>> {
+                let mut values = $crate::http::listing::ListValues::default();
+                values.push("limit", self.limit);
+                values.push("cursor", self.cursor);
+                values.push("page", self.page);
+                values.push("sort", self.sort);
+                values.push("fields", self.fields);
+                values.push("q", self.q);
+                $(values.push(stringify!($field), self.$field);)*
+                Ok(values)
+            }
+        }
+    };
+}
+pub(crate) use list_params;
+
 pub struct ListRequest {
     pub sort: Vec<Sort>,
     sort_text: String,
@@ -43,32 +111,15 @@ pub struct ListRequest {
 }
 
 impl ListRequest {
-    pub fn parse(
-        params: &QueryParams,
-        spec: &ListSpec,
-        cursor_key: &[u8],
-    ) -> Result<Self, ApiError> {
+    /// Reads the values a list's `StrictQuery` let through (serde has refused unknown and
+    /// repeated parameters already).
+    pub fn parse(given: ListValues, spec: &ListSpec, cursor_key: &[u8]) -> Result<Self, ApiError> {
         let mut errors = Vec::new();
-        let mut values: HashMap<&str, &str> = HashMap::new();
-        for (name, value) in &params.0 {
-            let known = matches!(
-                name.as_str(),
-                "limit" | "cursor" | "page" | "sort" | "fields" | "q"
-            ) || spec.filters.contains(&name.as_str());
-            if !known {
-                errors.push(FieldError::new(
-                    name.clone(),
-                    "UNKNOWN_PARAMETER",
-                    "is not a parameter of this list",
-                ));
-            } else if values.insert(name.as_str(), value.as_str()).is_some() {
-                errors.push(FieldError::new(
-                    name.clone(),
-                    "DUPLICATE",
-                    "may be given once",
-                ));
-            }
-        }
+        let values: HashMap<&str, &str> = given
+            .0
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
 
         let limit = match values.get("limit") {
             None => DEFAULT_LIMIT,

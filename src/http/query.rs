@@ -13,10 +13,6 @@ use crate::http::parse::{Fields, Parse};
 /// OpenAPI document states it as the parameters' `maxLength`.
 pub const MAX_QUERY_VALUE: usize = 2048;
 
-/// The raw query parameters, in order, for parsers whose parameters depend on the resource
-/// (the list requests' filters).
-pub struct QueryParams(pub Vec<(String, String)>);
-
 /// The query deserialised into `T`, whose `deny_unknown_fields` refuses what a route does not
 /// take, then parsed by `T::parse` into what the handler needs; `T` is also the route's
 /// documented parameters, so the document and the parser cannot disagree.
@@ -107,6 +103,7 @@ async fn raw_query(parts: &mut Parts) -> Result<String, ApiError> {
     Ok(raw.unwrap_or_default())
 }
 
+/// Refuses a value too long or holding NUL before serde sees the query.
 fn checked_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -133,14 +130,6 @@ fn checked_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
         ));
     }
     Ok(pairs)
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(QueryParams(checked_pairs(&raw_query(parts).await?)?))
-    }
 }
 
 impl<S, T> FromRequestParts<S> for StrictQuery<T>

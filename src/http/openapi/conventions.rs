@@ -175,7 +175,7 @@ fn describe_known_headers(response: &mut Response) {
 
 /// Gives a string parameter that names no bound of its own (length, enum, or a format such as
 /// `uuid` that fixes it) the one every parameter has: `MAX_QUERY_VALUE` characters for query
-/// values, which [`crate::http::query::QueryParams`] refuses beyond (and path values, which
+/// values, which [`crate::http::query::StrictQuery`] refuses beyond (and path values, which
 /// name something that exists or are a 404), and `MAX_HEADER_VALUE` for headers.
 fn bound_string(parameter: &mut Parameter) {
     let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() else {

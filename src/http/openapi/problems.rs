@@ -4,7 +4,7 @@
 //!
 //! - a request body ([`crate::http::extract::Parsed`]): 415 for another media type, 413 over
 //!   the size limit, 400 for what is not JSON, 422 for JSON that does not fit the request;
-//! - query parameters (`QueryParams`, `StrictQuery`) and `Chronicle-Min-Position`
+//! - query parameters (`StrictQuery`) and `Chronicle-Min-Position`
 //!   (`MinPosition`): 400 for a value they cannot read;
 //! - a path parameter (`PathId`): 404 for one that names nothing, a malformed id included;
 //! - `If-Match` (`IfMatch`): 412 when it does not name the current version;

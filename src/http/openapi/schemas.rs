@@ -290,65 +290,6 @@ pub struct WriteHeaders {
     pub prefer: Option<String>,
 }
 
-/// The parameters every paginated list takes.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Page size, 1 to 100.
-    #[param(minimum = 1, maximum = 100, default = 20, nullable = false)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page (not together with `page`).
-    #[param(nullable = false)]
-    pub cursor: Option<String>,
-    /// Offset pagination: 1-based page number; the answer then has `total` and `total_pages`.
-    /// Pages reach the first 10,000 rows only (page × limit may exceed 10,000 by less than one
-    /// page; deeper is 400): use `cursor` to go further. `total` counts at most 10,000 rows.
-    #[param(minimum = 1, maximum = 10000, nullable = false)]
-    pub page: Option<i64>,
-    /// Comma list of sort keys, `-` for descending, e.g. `-created_at,title`.
-    #[param(default = "-created_at", nullable = false)]
-    pub sort: Option<String>,
-    /// Comma list of the fields to return (`id` always comes too); the items then hold only
-    /// those fields.
-    #[param(nullable = false)]
-    pub fields: Option<String>,
-    /// Full-text search.
-    #[param(nullable = false)]
-    pub q: Option<String>,
-}
-
-/// Filters of the post lists.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PostFilters {
-    /// `published`, or `draft` for the caller's own drafts.
-    #[param(inline, nullable = false)]
-    pub status: Option<PostStatus>,
-    #[param(nullable = false)]
-    pub author_id: Option<Uuid>,
-    /// Posts carrying this tag.
-    #[param(nullable = false)]
-    pub tag: Option<String>,
-    #[param(nullable = false)]
-    pub created_after: Option<DateTime<Utc>>,
-    #[param(nullable = false)]
-    pub created_before: Option<DateTime<Utc>>,
-}
-
-/// Filters of the user list.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct UserFilters {
-    #[param(inline, nullable = false)]
-    pub role: Option<Role>,
-    #[param(inline, nullable = false)]
-    pub status: Option<UserStatus>,
-    #[param(nullable = false)]
-    pub created_after: Option<DateTime<Utc>>,
-    #[param(nullable = false)]
-    pub created_before: Option<DateTime<Utc>>,
-}
-
 fn problem_response(description: &str) -> ResponseBuilder {
     ResponseBuilder::new().description(description).content(
         PROBLEM_JSON,

@@ -12,12 +12,11 @@ use crate::app::history;
 use crate::http::consistency::{log_position, read_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::{AuthUser, MaybeAuthUser, PathId};
-use crate::http::listing::{ListAnswer, ListRequest, ListSpec};
+use crate::http::listing::{list_params, ListAnswer, ListRequest, ListSpec};
 use crate::http::openapi::schemas::{
-    ConditionalReadHeaders, Data, Forbidden, IdPath, Items, ListParams, Listing, PostFilters,
-    PublicEvent, ReadHeaders,
+    ConditionalReadHeaders, Data, Forbidden, IdPath, Items, Listing, PublicEvent, ReadHeaders,
 };
-use crate::http::query::QueryParams;
+use crate::http::query::StrictQuery;
 use crate::http::respond::{not_modified, not_modified_response, Answer};
 use crate::http::views::PostView;
 use crate::state::AppState;
@@ -47,6 +46,24 @@ const SPEC: ListSpec = ListSpec {
         "version",
     ],
 };
+
+list_params! {
+    /// The parameters of the post lists.
+    PostListParams {
+        /// `published`, or `draft` for the caller's own drafts.
+        #[param(inline, value_type = Option<crate::http::openapi::schemas::PostStatus>, nullable = false)]
+        status,
+        #[param(value_type = Option<uuid::Uuid>, nullable = false)]
+        author_id,
+        /// Posts carrying this tag.
+        #[param(nullable = false)]
+        tag,
+        #[param(value_type = Option<chrono::DateTime<chrono::Utc>>, nullable = false)]
+        created_after,
+        #[param(value_type = Option<chrono::DateTime<chrono::Utc>>, nullable = false)]
+        created_before,
+    }
+}
 
 /// The filters every post list shares.
 fn shared_conditions(request: &ListRequest) -> Result<Vec<Condition>, ApiError> {
@@ -81,7 +98,7 @@ fn shared_conditions(request: &ListRequest) -> Result<Vec<Condition>, ApiError> 
     get,
     path = "/api/v1/posts",
     tag = "posts",
-    params(ListParams, PostFilters, ReadHeaders),
+    params(PostListParams, ReadHeaders),
     security((), ("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "A page of posts", body = Listing<PostView>,
@@ -92,9 +109,9 @@ pub(super) async fn list_posts(
     State(state): State<AppState>,
     MaybeAuthUser(caller): MaybeAuthUser,
     min: MinPosition,
-    params: QueryParams,
+    StrictQuery(given): StrictQuery<PostListParams>,
 ) -> Result<ListAnswer, ApiError> {
-    let request = ListRequest::parse(&params, &SPEC, &state.cursor_key)?;
+    let request = ListRequest::parse(given, &SPEC, &state.cursor_key)?;
     let position = read_position(&state, READ_MODELS, &min).await?;
 
     let mut conditions = shared_conditions(&request)?;
@@ -133,7 +150,7 @@ pub(super) async fn list_posts(
     get,
     path = "/api/v1/users/{id}/posts",
     tag = "users",
-    params(IdPath, ListParams, PostFilters, ReadHeaders),
+    params(IdPath, PostListParams, ReadHeaders),
     security((), ("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "A page of the author's posts", body = Listing<PostView>,
@@ -145,9 +162,9 @@ pub(super) async fn list_author_posts(
     MaybeAuthUser(caller): MaybeAuthUser,
     PathId(author): PathId<UserId>,
     min: MinPosition,
-    params: QueryParams,
+    StrictQuery(given): StrictQuery<PostListParams>,
 ) -> Result<ListAnswer, ApiError> {
-    let request = ListRequest::parse(&params, &SPEC, &state.cursor_key)?;
+    let request = ListRequest::parse(given, &SPEC, &state.cursor_key)?;
     let position = read_position(&state, READ_MODELS, &min).await?;
 
     let mut conditions = shared_conditions(&request)?;

@@ -12,12 +12,11 @@ use crate::app::history;
 use crate::http::consistency::{log_position, read_position, MinPosition};
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, AuthUser, PathId};
-use crate::http::listing::{ListAnswer, ListRequest, ListSpec};
+use crate::http::listing::{list_params, ListAnswer, ListRequest, ListSpec};
 use crate::http::openapi::schemas::{
-    ConditionalReadHeaders, Data, Forbidden, IdPath, Items, ListParams, Listing, PublicEvent,
-    ReadHeaders, UserFilters,
+    ConditionalReadHeaders, Data, Forbidden, IdPath, Items, Listing, PublicEvent, ReadHeaders,
 };
-use crate::http::query::QueryParams;
+use crate::http::query::StrictQuery;
 use crate::http::respond::{not_modified, not_modified_response, Answer};
 use crate::http::views::{AnyUserView, PublicUserView, UserView};
 use crate::state::AppState;
@@ -42,6 +41,20 @@ const SPEC: ListSpec = ListSpec {
     ],
 };
 
+list_params! {
+    /// The parameters of the user list.
+    UserListParams {
+        #[param(inline, value_type = Option<crate::http::openapi::schemas::Role>, nullable = false)]
+        role,
+        #[param(inline, value_type = Option<crate::http::openapi::schemas::UserStatus>, nullable = false)]
+        status,
+        #[param(value_type = Option<chrono::DateTime<chrono::Utc>>, nullable = false)]
+        created_after,
+        #[param(value_type = Option<chrono::DateTime<chrono::Utc>>, nullable = false)]
+        created_before,
+    }
+}
+
 /// List users.
 ///
 /// Admins only. Sort keys: `created_at`, `name`, `email`. `q` searches names and emails.
@@ -49,7 +62,7 @@ const SPEC: ListSpec = ListSpec {
     get,
     path = "/api/v1/users",
     tag = "users",
-    params(ListParams, UserFilters, ReadHeaders),
+    params(UserListParams, ReadHeaders),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses(
         (status = 200, description = "A page of users", body = Listing<UserView>,
@@ -60,9 +73,9 @@ pub(super) async fn list_users(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     min: MinPosition,
-    params: QueryParams,
+    StrictQuery(given): StrictQuery<UserListParams>,
 ) -> Result<ListAnswer, ApiError> {
-    let request = ListRequest::parse(&params, &SPEC, &state.cursor_key)?;
+    let request = ListRequest::parse(given, &SPEC, &state.cursor_key)?;
     let position = read_position(&state, READ_MODELS, &min).await?;
 
     let mut conditions = Vec::new();
