@@ -300,3 +300,30 @@ async fn without_an_otlp_endpoint_no_trace_context_is_stored_or_passed_on() {
         "nothing is propagated without an exporter: {metadata}"
     );
 }
+
+#[tokio::test]
+async fn an_unknown_otlp_protocol_stops_the_server_at_start_with_a_clear_message() {
+    let db = TestDatabase::create().await;
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env(
+            "JWT_SECRET",
+            "test-secret-that-is-long-enough-for-hs256-0123",
+        )
+        .env("CHRONICLE_ENV", "test")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
+        .output()
+        .await
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && stderr.contains("carrier-pigeon"),
+        "{stderr}"
+    );
+}
