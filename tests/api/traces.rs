@@ -244,6 +244,8 @@ async fn one_command_is_one_trace_from_the_request_through_the_projector_and_nat
     );
     assert_eq!(request.attributes["http.route"], "/api/v1/posts");
     assert_eq!(request.attributes["http.response.status_code"], "201");
+    let request_id = response.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(request.attributes["request_id"], request_id);
     let command = named("post.create");
     assert_eq!(command.attributes["outcome"], "ok");
     assert_eq!(command.attributes["aggregate.type"], "post");
