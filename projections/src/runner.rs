@@ -224,6 +224,7 @@ impl Runner {
         events: &[StoredEvent],
         last: Position,
     ) -> Result<(), ProjectionError> {
+        let started = std::time::Instant::now();
         self.projector.apply(&mut tx, events).await?;
         let moved = sqlx::query(
             "UPDATE projection_checkpoints
@@ -242,6 +243,7 @@ impl Runner {
             return Err(ProjectionError::Fenced);
         }
         tx.commit().await?;
+        crate::measure::batch_applied(self.name(), events.len(), started.elapsed());
         self.set_cursor(Some(Cursor {
             persisted: last,
             current: last,
@@ -302,7 +304,7 @@ impl Runner {
     }
 
     async fn record_failure(&self, error: &ProjectionError) {
-        metrics::gauge!("chronicle_projection_failed", "projector" => self.name()).set(1.0);
+        crate::measure::failed(self.name());
         tracing::error!(projector = self.name(), error = %error, "projector failed; it will retry with backoff");
         let _ = sqlx::query(
             "UPDATE projection_checkpoints SET status = 'failed', last_error = $2, updated_at = now()

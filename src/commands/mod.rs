@@ -19,6 +19,7 @@ use lru::LruCache;
 use projections::Position;
 use sqlx::PgPool;
 
+use crate::recorder::commands::CommandName;
 use store::{EventLog, StoreError};
 
 /// Commands racing on one aggregate without `If-Match` are retried on fresh state this often.
@@ -110,7 +111,7 @@ pub struct CommandBus<A: Aggregate> {
 impl<A> CommandBus<A>
 where
     A: Aggregate + Clone + 'static,
-    A::Command: Clone + Send + Sync + 'static,
+    A::Command: CommandName + Clone + Send + Sync + 'static,
     A::Error: Send + 'static,
     A::Event: 'static,
     A::Services: 'static,
@@ -166,14 +167,25 @@ where
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let bus = Arc::clone(self);
         let metadata = meta.to_metadata();
+        let name = command.name();
+        let started = std::time::Instant::now();
         let task = tokio::spawn(async move {
             bus.run(aggregate_id, command, metadata, retry_on_conflict, start)
                 .await
         });
-        match task.await {
+        let result = match task.await {
             Ok(result) => result,
             Err(join) => Err(CommandError::Internal(Box::new(join))),
-        }
+        };
+        let appended = result.as_ref().map_or(0, |done| done.events.len());
+        crate::recorder::commands::record(
+            A::TYPE,
+            name,
+            crate::recorder::commands::outcome(&result),
+            started.elapsed(),
+            appended,
+        );
+        result
     }
 
     async fn run(

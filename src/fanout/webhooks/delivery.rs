@@ -248,6 +248,7 @@ impl Sender {
                 .execute(&self.pool)
                 .await?;
                 store::disable(&self.pool, due.endpoint_id, "answered 410 Gone").await?;
+                metrics::counter!("chronicle_webhook_endpoints_disabled_total").increment(1);
                 "gone"
             }
             Outcome::Refused(error) => {
@@ -286,7 +287,7 @@ impl Sender {
                 }
             }
         };
-        metrics::counter!("webhook_deliveries_total", "outcome" => label).increment(1);
+        metrics::counter!("chronicle_webhook_deliveries_total", "outcome" => label).increment(1);
         Ok(())
     }
 
@@ -315,7 +316,13 @@ impl Sender {
             let sender = Arc::clone(self);
             tokio::spawn(async move {
                 let outcome = match &endpoint {
-                    Some(endpoint) if endpoint.enabled => sender.send(endpoint, &delivery).await,
+                    Some(endpoint) if endpoint.enabled => {
+                        let started = std::time::Instant::now();
+                        let outcome = sender.send(endpoint, &delivery).await;
+                        metrics::histogram!("chronicle_webhook_delivery_duration_seconds")
+                            .record(started.elapsed().as_secs_f64());
+                        outcome
+                    }
                     _ => Outcome::Failed {
                         status: None,
                         error: "the endpoint is disabled".into(),
