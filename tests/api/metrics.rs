@@ -174,6 +174,8 @@ async fn one_command_counts_once_under_its_aggregate_command_and_outcome() {
         "chronicle_events_appended_total{aggregate=\"user\"}"
     )
     .is_some_and(|n| n >= 1.0));
+    let findings = promtool_check_metrics(&after);
+    assert!(findings.is_empty(), "promtool check metrics:\n{findings}");
 }
 
 #[tokio::test]
