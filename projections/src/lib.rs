@@ -5,6 +5,7 @@
 //! to one under [`leader`]ship, [`progress`] is how far each has got as this process sees it,
 //! [`status`] and [`reset`] are what operators see and do, [`measure`] what they scrape.
 
+pub mod event_spans;
 pub mod leader;
 pub mod listing;
 pub mod log;

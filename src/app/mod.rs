@@ -22,6 +22,7 @@ use crate::state::AppState;
 pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
 
 /// Waits until `read_models` have applied `position`. False when the bound ran out.
+#[tracing::instrument(level = "trace", name = "read_your_writes.wait", skip(state, position))]
 pub async fn caught_up(state: &AppState, read_models: &[&str], position: Option<Position>) -> bool {
     match position {
         Some(position) => {

@@ -18,8 +18,10 @@ use cqrs_es::Aggregate;
 use lru::LruCache;
 use projections::Position;
 use sqlx::PgPool;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
-use crate::recorder::commands::CommandName;
+use crate::telemetry::propagation;
 use store::{EventLog, StoreError};
 
 /// Commands racing on one aggregate without `If-Match` are retried on fresh state this often.
@@ -55,6 +57,29 @@ impl CommandMeta {
             metadata.insert("actor_id".to_owned(), actor.to_string());
         }
         metadata
+    }
+}
+
+/// What traces and metrics call a command (`post.create`): a fixed set of names.
+pub trait CommandName {
+    fn command_name(&self) -> &'static str;
+}
+
+impl CommandName for aggregates::post::PostCommand {
+    fn command_name(&self) -> &'static str {
+        self.name()
+    }
+}
+
+impl CommandName for aggregates::user::UserCommand {
+    fn command_name(&self) -> &'static str {
+        self.name()
+    }
+}
+
+impl CommandName for aggregates::session::SessionCommand {
+    fn command_name(&self) -> &'static str {
+        self.name()
     }
 }
 
@@ -166,13 +191,35 @@ where
         start: Start,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let bus = Arc::clone(self);
-        let metadata = meta.to_metadata();
-        let name = command.name();
+        let name = command.command_name();
         let started = std::time::Instant::now();
-        let task = tokio::spawn(async move {
-            bus.run(aggregate_id, command, metadata, retry_on_conflict, start)
-                .await
-        });
+        let span = tracing::trace_span!(
+            "command",
+            otel.name = command.command_name(),
+            aggregate.type = A::TYPE,
+            aggregate.id = %aggregate_id,
+            command = command.command_name(),
+            outcome = Empty,
+            retries = Empty,
+        );
+        let mut metadata = meta.to_metadata();
+        // Whatever the events cause later (projection, relay, webhooks, email) continues this
+        // command's trace.
+        if let Some(traceparent) = propagation::traceparent(&span) {
+            metadata.insert(propagation::TRACEPARENT.to_owned(), traceparent);
+        }
+        let task = tokio::spawn(
+            async move {
+                let result = bus
+                    .run(aggregate_id, command, metadata, retry_on_conflict, start)
+                    .await;
+                if propagation::enabled() {
+                    Span::current().record("outcome", outcome(&result));
+                }
+                result
+            }
+            .instrument(span),
+        );
         let result = match task.await {
             Ok(result) => result,
             Err(join) => Err(CommandError::Internal(Box::new(join))),
@@ -242,11 +289,12 @@ where
                     events,
                 });
             }
-            match self
+            let appended = self
                 .log
                 .append(&aggregate_id, sequence, &events, &metadata)
-                .await
-            {
+                .instrument(tracing::trace_span!("append", events = events.len()))
+                .await;
+            match appended {
                 Ok(position) => {
                     let version = sequence + events.len() as u64;
                     self.remember(&aggregate_id, &aggregate, version);
@@ -266,6 +314,7 @@ where
                         continue;
                     }
                     conflicts += 1;
+                    Span::current().record("retries", conflicts);
                     if !retry_on_conflict {
                         return Err(CommandError::Conflict { precondition: true });
                     }
@@ -344,6 +393,18 @@ where
         if let Ok(mut cache) = self.cache.lock() {
             cache.pop(aggregate_id);
         }
+    }
+}
+
+/// The `outcome` of a command's span: how it ended, in a word.
+fn outcome<A: Aggregate>(result: &Result<Executed<A>, CommandError<A::Error>>) -> &'static str {
+    match result {
+        Ok(executed) if executed.events.is_empty() => "unchanged",
+        Ok(_) => "ok",
+        Err(CommandError::Domain(_)) => "rejected",
+        Err(CommandError::Conflict { .. }) => "conflict",
+        Err(CommandError::Unavailable(_)) => "unavailable",
+        Err(CommandError::Internal(_)) => "error",
     }
 }
 

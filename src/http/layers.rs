@@ -28,8 +28,13 @@ pub fn apply(routes: Router<AppState>, state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     let cors = cors(&state.config.cors_allowed_origins);
     let _ = crate::recorder::handle();
+    let routes = routes.route("/metrics", get(metrics::render));
+    let routes = if crate::telemetry::propagation::enabled() {
+        routes.route_layer(from_fn(middleware::name_after_route))
+    } else {
+        routes
+    };
     let router = routes
-        .route("/metrics", get(metrics::render))
         .route_layer(from_fn(metrics::track))
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(from_fn_with_state(state.clone(), rate_limit::rate_limit))

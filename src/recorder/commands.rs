@@ -3,84 +3,37 @@
 
 use std::time::Duration;
 
-use aggregates::post::PostCommand;
-use aggregates::session::SessionCommand;
-use aggregates::user::UserCommand;
-
 use crate::commands::CommandError;
 
 /// Every value of the `outcome` label: `rejected` is a domain refusal, `conflict` a lost race
 /// or a failed `If-Match`, `error` the database or a fault.
 pub const OUTCOMES: &[&str] = &["ok", "rejected", "conflict", "error"];
 
-/// A command's name for the `command` label: a fixed set per aggregate, so the label space
-/// stays bounded.
-pub trait CommandName {
-    /// Every name, for registering the series at start.
-    const NAMES: &'static [&'static str];
+/// Every command of each aggregate, as the `command` label reads it (`commands::CommandName`
+/// without the aggregate), for creating the series at start.
+pub const POST_COMMANDS: &[&str] = &[
+    "create",
+    "update",
+    "replace",
+    "publish",
+    "unpublish",
+    "delete",
+];
+pub const USER_COMMANDS: &[&str] = &[
+    "register",
+    "update",
+    "request_email_verification",
+    "verify_email",
+    "request_password_reset",
+    "reset_password",
+    "change_password",
+    "deactivate",
+];
+pub const SESSION_COMMANDS: &[&str] = &["start", "refresh", "revoke", "mark_compromised"];
 
-    fn name(&self) -> &'static str;
-}
-
-impl CommandName for PostCommand {
-    const NAMES: &'static [&'static str] = &[
-        "create",
-        "update",
-        "replace",
-        "publish",
-        "unpublish",
-        "delete",
-    ];
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Create { .. } => "create",
-            Self::Update { .. } => "update",
-            Self::Replace { .. } => "replace",
-            Self::Publish { .. } => "publish",
-            Self::Unpublish { .. } => "unpublish",
-            Self::Delete { .. } => "delete",
-        }
-    }
-}
-
-impl CommandName for UserCommand {
-    const NAMES: &'static [&'static str] = &[
-        "register",
-        "update",
-        "request_email_verification",
-        "verify_email",
-        "request_password_reset",
-        "reset_password",
-        "change_password",
-        "deactivate",
-    ];
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Register { .. } => "register",
-            Self::Update { .. } => "update",
-            Self::RequestEmailVerification { .. } => "request_email_verification",
-            Self::VerifyEmail { .. } => "verify_email",
-            Self::RequestPasswordReset { .. } => "request_password_reset",
-            Self::ResetPassword { .. } => "reset_password",
-            Self::ChangePassword { .. } => "change_password",
-            Self::Deactivate { .. } => "deactivate",
-        }
-    }
-}
-
-impl CommandName for SessionCommand {
-    const NAMES: &'static [&'static str] = &["start", "refresh", "revoke", "mark_compromised"];
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Start { .. } => "start",
-            Self::Refresh { .. } => "refresh",
-            Self::Revoke { .. } => "revoke",
-            Self::MarkCompromised { .. } => "mark_compromised",
-        }
-    }
+/// The `command` label of a command named `aggregate.command` (the aggregate has its own label).
+fn label(name: &'static str) -> &'static str {
+    name.split_once('.').map_or(name, |(_, command)| command)
 }
 
 /// The `outcome` label of a command's result.
@@ -93,14 +46,16 @@ pub fn outcome<T, E: std::error::Error>(result: &Result<T, CommandError<E>>) -> 
     }
 }
 
-/// Counts and times one command, and the events it appended.
+/// Counts and times one command (named as `commands::CommandName` names it), and the events it
+/// appended.
 pub fn record(
     aggregate: &'static str,
-    command: &'static str,
+    name: &'static str,
     outcome: &'static str,
     took: Duration,
     appended: usize,
 ) {
+    let command = label(name);
     metrics::counter!("chronicle_commands_total", "aggregate" => aggregate, "command" => command, "outcome" => outcome)
         .increment(1);
     metrics::histogram!("chronicle_command_duration_seconds", "aggregate" => aggregate, "command" => command, "outcome" => outcome)
@@ -114,8 +69,8 @@ pub fn record(
 
 /// Creates an aggregate's command series at zero: every command with every outcome counted,
 /// and the successful ones' latency.
-pub fn register<C: CommandName>(aggregate: &'static str) {
-    for command in C::NAMES {
+pub fn register(aggregate: &'static str, commands: &[&'static str]) {
+    for command in commands {
         for outcome in OUTCOMES {
             metrics::counter!("chronicle_commands_total", "aggregate" => aggregate, "command" => *command, "outcome" => *outcome)
                 .increment(0);
@@ -123,4 +78,19 @@ pub fn register<C: CommandName>(aggregate: &'static str) {
         let _ = metrics::histogram!("chronicle_command_duration_seconds", "aggregate" => aggregate, "command" => *command, "outcome" => "ok");
     }
     metrics::counter!("chronicle_events_appended_total", "aggregate" => aggregate).increment(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_label_drops_the_aggregate_of_the_name() {
+        assert_eq!(label("post.create"), "create");
+        assert_eq!(
+            label("user.request_password_reset"),
+            "request_password_reset"
+        );
+        assert_eq!(label("plain"), "plain");
+    }
 }

@@ -1,9 +1,9 @@
 //! Every metric family: its help text, and its series created at start, so the first scrape
 //! shows them all and a dashboard or alert sees zeros rather than no data.
 
-use aggregates::post::{Post, PostCommand};
-use aggregates::session::{Session, SessionCommand};
-use aggregates::user::{User, UserCommand};
+use aggregates::post::Post;
+use aggregates::session::Session;
+use aggregates::user::User;
 use cqrs_es::Aggregate;
 use metrics::Unit;
 
@@ -122,9 +122,9 @@ pub fn register(state: &AppState) {
     metrics::gauge!("http_server_active_requests").increment(0.0);
     metrics::gauge!("chronicle_http_connections_open").increment(0.0);
 
-    commands::register::<PostCommand>(Post::TYPE);
-    commands::register::<UserCommand>(User::TYPE);
-    commands::register::<SessionCommand>(Session::TYPE);
+    commands::register(Post::TYPE, commands::POST_COMMANDS);
+    commands::register(User::TYPE, commands::USER_COMMANDS);
+    commands::register(Session::TYPE, commands::SESSION_COMMANDS);
     let _ = metrics::histogram!("chronicle_append_events");
     let _ = metrics::histogram!("chronicle_append_group_commands");
     for outcome in ["applied", "timeout"] {

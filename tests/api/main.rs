@@ -40,6 +40,7 @@ mod security_keys;
 mod security_reads;
 mod security_sessions;
 mod store;
+mod traces;
 mod user_reads;
 mod users;
 mod webhooks;
