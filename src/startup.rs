@@ -77,7 +77,7 @@ impl Application {
                 state.config.nats_creds_file.as_deref(),
             )
             .await;
-        crate::http::metrics::register_families(&state);
+        crate::recorder::families::register(&state);
         let router = crate::http::router(state.clone());
         let background = start_background(&state, options);
         Ok(Self {

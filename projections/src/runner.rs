@@ -234,6 +234,7 @@ impl Runner {
         last: Position,
     ) -> Result<(), ProjectionError> {
         let _spans = event_spans::around_batch(self.event_spans, self.projector.as_ref(), events);
+        let started = std::time::Instant::now();
         self.projector.apply(&mut tx, events).await?;
         let moved = sqlx::query(
             "UPDATE projection_checkpoints
@@ -252,6 +253,7 @@ impl Runner {
             return Err(ProjectionError::Fenced);
         }
         tx.commit().await?;
+        crate::measure::batch_applied(self.name(), events.len(), started.elapsed());
         self.set_cursor(Some(Cursor {
             persisted: last,
             current: last,
@@ -312,7 +314,7 @@ impl Runner {
     }
 
     async fn record_failure(&self, error: &ProjectionError) {
-        metrics::gauge!("chronicle_projection_failed", "projector" => self.name()).set(1.0);
+        crate::measure::failed(self.name());
         tracing::error!(projector = self.name(), error = %error, "projector failed; it will retry with backoff");
         let _ = sqlx::query(
             "UPDATE projection_checkpoints SET status = 'failed', last_error = $2, updated_at = now()

@@ -26,10 +26,13 @@ pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
 pub async fn caught_up(state: &AppState, read_models: &[&str], position: Option<Position>) -> bool {
     match position {
         Some(position) => {
-            state
+            let started = std::time::Instant::now();
+            let applied = state
                 .progress
                 .wait_for(read_models, position, CONSISTENCY_WAIT)
-                .await
+                .await;
+            crate::recorder::consistency_waited(started.elapsed(), applied);
+            applied
         }
         None => true,
     }

@@ -191,6 +191,8 @@ where
         start: Start,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let bus = Arc::clone(self);
+        let name = command.command_name();
+        let started = std::time::Instant::now();
         let span = tracing::trace_span!(
             "command",
             otel.name = command.command_name(),
@@ -218,10 +220,19 @@ where
             }
             .instrument(span),
         );
-        match task.await {
+        let result = match task.await {
             Ok(result) => result,
             Err(join) => Err(CommandError::Internal(Box::new(join))),
-        }
+        };
+        let appended = result.as_ref().map_or(0, |done| done.events.len());
+        crate::recorder::commands::record(
+            A::TYPE,
+            name,
+            crate::recorder::commands::outcome(&result),
+            started.elapsed(),
+            appended,
+        );
+        result
     }
 
     async fn run(

@@ -320,10 +320,15 @@ impl Relay {
             }
             // The next batch is read while JetStream acknowledges this one, so NATS never waits
             // on Postgres between batches.
-            let (batch, next) = tokio::join!(
-                publish_onto(&js, &self.settings.subject_prefix, &events, last_sequence),
-                self.tail.read_after(last, BATCH)
-            );
+            let published = async {
+                let started = std::time::Instant::now();
+                let batch =
+                    publish_onto(&js, &self.settings.subject_prefix, &events, last_sequence).await;
+                metrics::histogram!("chronicle_relay_publish_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                batch
+            };
+            let (batch, next) = tokio::join!(published, self.tail.read_after(last, BATCH));
             if let Some(through) = batch.through {
                 checkpoint = through;
                 self.gauges.relay_at(through);

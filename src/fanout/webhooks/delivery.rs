@@ -257,6 +257,7 @@ impl Sender {
                 .execute(&self.pool)
                 .await?;
                 store::disable(&self.pool, due.endpoint_id, "answered 410 Gone").await?;
+                metrics::counter!("chronicle_webhook_endpoints_disabled_total").increment(1);
                 "gone"
             }
             Outcome::Refused(error) => {
@@ -295,7 +296,7 @@ impl Sender {
                 }
             }
         };
-        metrics::counter!("webhook_deliveries_total", "outcome" => label).increment(1);
+        metrics::counter!("chronicle_webhook_deliveries_total", "outcome" => label).increment(1);
         Ok(())
     }
 
@@ -331,10 +332,14 @@ impl Sender {
             tokio::spawn(async move {
                 let outcome = match &endpoint {
                     Some(endpoint) if endpoint.enabled => {
-                        sender
+                        let started = std::time::Instant::now();
+                        let outcome = sender
                             .send(endpoint, &delivery)
                             .instrument(span.clone())
-                            .await
+                            .await;
+                        metrics::histogram!("chronicle_webhook_delivery_duration_seconds")
+                            .record(started.elapsed().as_secs_f64());
+                        outcome
                     }
                     _ => Outcome::Failed {
                         status: None,
