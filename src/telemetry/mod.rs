@@ -16,7 +16,8 @@ use crate::config::LogFormat;
 
 pub use export::ExportError;
 
-const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=warn";
+const DEFAULT_FILTER: &str =
+    "info,sqlx=warn,tower_http=warn,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn,opentelemetry-otlp=warn";
 
 /// Keeps logging and tracing running; dropping it flushes both (the last log lines and the
 /// spans still queued for export).
