@@ -64,15 +64,77 @@ fn traced(config: &ServerConfig, sink: &OtlpSink, ratio: &str) -> ServerConfig {
     config
 }
 
-struct Modes {
-    off: Server,
-    all: Server,
-    one_percent: Server,
+/// One server under test: the only instance on its own database, seeded with posts to read
+/// and writers (a second instance on the same database would answer commands only once the
+/// first one's projectors had applied them, which is not what is measured here).
+struct Mode {
+    server: Server,
+    get: std::path::PathBuf,
+    create: std::path::PathBuf,
 }
 
-impl Modes {
-    fn each(&self) -> [&Server; 3] {
-        [&self.off, &self.all, &self.one_percent]
+impl Mode {
+    async fn start(
+        ctx: &Ctx<'_>,
+        name: &str,
+        traces: Option<(&OtlpSink, &str)>,
+    ) -> anyhow::Result<Self> {
+        let s = &ctx.settings;
+        let clients = s.concurrency.first().copied().unwrap_or(8);
+        let (_, config) = ctx.database(name).await?;
+        let config = match traces {
+            Some((sink, ratio)) => traced(&config, sink, ratio),
+            None => config,
+        };
+        let server = config.serve(name).await?;
+        let api = Api::new(server.base());
+        let writers = api.register_many(name, clients).await?;
+        let token = writers
+            .first()
+            .map(|w| w.access.clone())
+            .context("no writer")?;
+        eprintln!("  {name}: creating {} published posts", s.read_posts);
+        let ids: Vec<String> = futures::stream::iter(0..s.read_posts)
+            .map(|n| {
+                let (api, token) = (api.clone(), token.clone());
+                async move {
+                    let mut post = post_body(n);
+                    post["status"] = "published".into();
+                    let created = api.create_post(&token, &post).await?;
+                    created["id"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .context("a created post without an id")
+                }
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let work = ctx.work_dir();
+        let ids_lua: Vec<String> = ids.iter().map(|id| lua_str(id)).collect();
+        let get = load::lua_script(
+            &work,
+            &format!("{name}-get"),
+            &format!("ids = {{{}}}", ids_lua.join(",")),
+            load::GET_POST,
+        )?;
+        let tokens: Vec<String> = writers.iter().map(|u| lua_str(&u.access)).collect();
+        let body = serde_json::to_string(&post_body(0))?;
+        let create = load::lua_script(
+            &work,
+            &format!("{name}-create"),
+            &format!(
+                "tokens = {{{}}}\nbody = {}",
+                tokens.join(", "),
+                lua_str(&body)
+            ),
+            load::CREATE_POST,
+        )?;
+        Ok(Self {
+            server,
+            get,
+            create,
+        })
     }
 }
 
@@ -80,69 +142,28 @@ pub async fn overhead(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
     let s = &ctx.settings;
     let clients = s.concurrency.first().copied().unwrap_or(8);
     let sink = OtlpSink::start().await?;
-    let (_, config) = ctx.database("tracing").await?;
-    let modes = Modes {
-        off: config.serve("tracing-off").await?,
-        all: traced(&config, &sink, "1.0").serve("tracing-all").await?,
-        one_percent: traced(&config, &sink, "0.01")
-            .serve("tracing-one-percent")
-            .await?,
-    };
-    let api = Api::new(modes.off.base());
-    let writers = api.register_many("traced", clients).await?;
-    eprintln!("  creating {} published posts", s.read_posts);
-    let token = writers
-        .first()
-        .map(|w| w.access.clone())
-        .context("no writer")?;
-    let ids: Vec<String> = futures::stream::iter(0..s.read_posts)
-        .map(|n| {
-            let (api, token) = (api.clone(), token.clone());
-            async move {
-                let mut post = post_body(n);
-                post["status"] = "published".into();
-                let created = api.create_post(&token, &post).await?;
-                created["id"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .context("a created post without an id")
-            }
-        })
-        .buffer_unordered(8)
-        .try_collect()
-        .await?;
-    let work = ctx.work_dir();
-    let ids_lua: Vec<String> = ids.iter().map(|id| lua_str(id)).collect();
-    let get = load::lua_script(
-        &work,
-        "traced-get",
-        &format!("ids = {{{}}}", ids_lua.join(",")),
-        load::GET_POST,
-    )?;
-    let tokens: Vec<String> = writers.iter().map(|u| lua_str(&u.access)).collect();
-    let body = serde_json::to_string(&post_body(0))?;
-    let create = load::lua_script(
-        &work,
-        "traced-create",
-        &format!(
-            "tokens = {{{}}}\nbody = {}",
-            tokens.join(", "),
-            lua_str(&body)
-        ),
-        load::CREATE_POST,
-    )?;
+    let modes = [
+        Mode::start(ctx, "tracing_off", None).await?,
+        Mode::start(ctx, "tracing_all", Some((&sink, "1.0"))).await?,
+        Mode::start(ctx, "tracing_one_percent", Some((&sink, "0.01"))).await?,
+    ];
 
     let mut figures = Vec::new();
-    for (what, script, id) in [
-        ("GET /posts/{id}", &get, "reads"),
-        ("POST /posts", &create, "commands"),
-    ] {
-        for server in modes.each() {
+    for (what, id) in [("GET /posts/{id}", "reads"), ("POST /posts", "commands")] {
+        let script = |mode: &Mode| {
+            if id == "reads" {
+                mode.get.clone()
+            } else {
+                mode.create.clone()
+            }
+        };
+        for mode in &modes {
+            let server = &mode.server;
             load::wrk(
                 server.base(),
                 clients,
                 s.warmup_secs,
-                script,
+                &script(mode),
                 ctx.watch(Some(server)),
             )
             .await?;
@@ -150,12 +171,13 @@ pub async fn overhead(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
         let mut runs: [Vec<Outcome>; 3] = Default::default();
         for run in 1..=s.runs {
             eprintln!("  {what} traced, {clients} clients: run {run}/{}", s.runs);
-            for (server, outcomes) in modes.each().into_iter().zip(runs.iter_mut()) {
+            for (mode, outcomes) in modes.iter().zip(runs.iter_mut()) {
+                let server = &mode.server;
                 let outcome = load::wrk(
                     server.base(),
                     clients,
                     s.run_secs,
-                    script,
+                    &script(mode),
                     ctx.watch(Some(server)),
                 )
                 .await?;
@@ -192,8 +214,8 @@ pub async fn overhead(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
             "the OTLP receiver accepted {exports} export requests"
         ));
     }
-    for server in [modes.off, modes.all, modes.one_percent] {
-        server.stop().await?;
+    for mode in modes {
+        mode.server.stop().await?;
     }
     Ok(figures)
 }
