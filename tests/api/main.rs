@@ -23,6 +23,7 @@ mod instances;
 mod log_and_projectors;
 mod mailbox;
 mod openapi;
+mod operator_activity;
 mod operators;
 mod pagination;
 mod posts;
