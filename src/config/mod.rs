@@ -645,4 +645,26 @@ mod tests {
 
         assert!(err.to_string().contains("RATE_LIMIT_PER_MINUTE"));
     }
+
+    #[test]
+    fn an_activity_sample_interval_out_of_bounds_fails_start() {
+        let with = |value| {
+            config(&[
+                ("CHRONICLE_ENV", "development"),
+                ("ACTIVITY_SAMPLE_INTERVAL", value),
+            ])
+        };
+
+        assert_eq!(
+            with("250ms").unwrap().activity_sample_interval,
+            Duration::from_millis(250)
+        );
+        for bad in ["10ms", "2h", "soon"] {
+            let err = with(bad).err().unwrap().to_string();
+            assert!(
+                err.contains("ACTIVITY_SAMPLE_INTERVAL") && err.contains(bad),
+                "{err}"
+            );
+        }
+    }
 }
