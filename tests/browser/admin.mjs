@@ -50,8 +50,10 @@ try {
   const whoami = await page.textContent('#whoami-email');
 
   // The activity charts (SVG drawn by charts.js) and the failures with their ids.
-  await page.waitForSelector('#chart-events svg.chart polyline');
-  await page.waitForSelector('#chart-lag svg.chart polyline');
+  // Attached, not "visible": a flat line (no lag at all) has a bounding box of zero height,
+  // which Playwright counts as invisible though its stroke is drawn.
+  await page.waitForSelector('#chart-events svg.chart polyline', { state: 'attached' });
+  await page.waitForSelector('#chart-lag svg.chart polyline', { state: 'attached' });
   const charts = await page.$$eval('#charts figure', (figures) => figures.map((figure) => {
     const lines = [...figure.querySelectorAll('svg.chart polyline')];
     return {

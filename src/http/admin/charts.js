@@ -21,8 +21,8 @@ function svg(tag, attributes = {}, ...children) {
 // A number short enough for a chart's label: 1234 -> 1.2k, 0.25 -> 0.25.
 function brief(value) {
   if (value >= 1000) return `${(value / 1000).toFixed(value >= 10000 ? 0 : 1)}k`;
-  if (value >= 10 || Number.isInteger(value)) return String(Math.round(value));
-  return value.toFixed(2);
+  if (value >= 10) return String(Math.round(value));
+  return String(Number(value.toFixed(2)));
 }
 
 // A line chart of one or more series of evenly spaced samples; a null value is a gap (the relay
