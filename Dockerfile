@@ -5,6 +5,10 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 # Queries are not checked against a live database at build time (uses .sqlx/ if present).
 ENV SQLX_OFFLINE=true
+# .git stays out of the context, so the commit for chronicle_build_info comes in as an argument:
+#   docker build --build-arg CHRONICLE_GIT_SHA=$(git rev-parse --short=12 HEAD) -t chronicle .
+ARG CHRONICLE_GIT_SHA=unknown
+ENV CHRONICLE_GIT_SHA=$CHRONICLE_GIT_SHA
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \

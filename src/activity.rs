@@ -161,7 +161,7 @@ pub async fn run(state: AppState) {
 fn sample(state: &AppState, before: &Totals, now: &Totals) -> ActivitySample {
     let (events_per_second, requests_per_second, errors_per_second) = now.rates_since(before);
     let head = state.log_tail.head();
-    let lag = |at: Position| crate::http::metrics::events_between(at, head) as i64;
+    let lag = |at: Position| crate::recorder::scrape::events_between(at, head) as i64;
     ActivitySample {
         at: Utc::now(),
         events_per_second,

@@ -131,7 +131,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::from_env()?;
-    let _flushes_logs_at_exit = crate::telemetry::init(config.log_format);
+    let _flushes_logs_and_traces_at_exit =
+        crate::telemetry::init(config.log_format).context("starting telemetry")?;
     match cli.command {
         Command::Serve(args) => serve(config, args).await,
         Command::Worker { no_migrate } => startup::run_workers(config, !no_migrate).await,

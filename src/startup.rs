@@ -77,7 +77,7 @@ impl Application {
                 state.config.nats_creds_file.as_deref(),
             )
             .await;
-        crate::http::metrics::register_families(&state);
+        crate::recorder::families::register(&state);
         let router = crate::http::router(state.clone());
         let background = start_background(&state, options);
         Ok(Self {
@@ -299,14 +299,19 @@ fn start_email(workers: &mut Supervisor, state: &AppState) {
 }
 
 fn runner(state: &AppState, projector: Arc<dyn Projector>) -> Runner {
-    Runner::new(
+    let runner = Runner::new(
         state.pool.clone(),
         state.config.database_url.clone(),
         projector,
         state.progress.clone(),
         &state.log_tail,
     )
-    .with_terms(state.leader_terms.clone())
+    .with_terms(state.leader_terms.clone());
+    if crate::telemetry::propagation::enabled() {
+        runner.with_event_spans(crate::telemetry::spans::projection_apply)
+    } else {
+        runner
+    }
 }
 
 /// Connects to `DATABASE_URL`, creating the database first if it does not exist.

@@ -69,6 +69,9 @@ enum Command {
     Relay,
     /// Commit-to-webhook latency at 200 commands/s.
     Fanout,
+    /// GET /posts/{id} and POST /posts with traces exported (every trace, and 1 %) against
+    /// the same server with tracing off.
+    Tracing,
     /// Re-render the table, chart and BENCHMARKS.md from bench/results/latest.json.
     Report,
     /// The point-read baseline server (started by the `reads` figure).
@@ -83,7 +86,7 @@ enum Command {
     },
 }
 
-const ALL: [Command; 7] = [
+const ALL: [Command; 8] = [
     Command::Commands,
     Command::Updates,
     Command::Reads,
@@ -91,6 +94,7 @@ const ALL: [Command; 7] = [
     Command::Rebuild,
     Command::Relay,
     Command::Fanout,
+    Command::Tracing,
 ];
 
 /// The checkout being measured: where `cargo run` was started (it sets CARGO_MANIFEST_DIR
@@ -216,6 +220,7 @@ async fn run_figure(ctx: &Ctx<'_>, figure: &Command) -> anyhow::Result<Vec<Figur
         Command::Rebuild => figures::rebuild::rebuild(ctx).await,
         Command::Relay => figures::relay::relay(ctx).await,
         Command::Fanout => figures::fanout::fanout(ctx).await,
+        Command::Tracing => figures::tracing::overhead(ctx).await,
         Command::All | Command::Report | Command::BaselineServer { .. } => Ok(Vec::new()),
     }
 }

@@ -78,6 +78,8 @@ pub struct ServerConfig {
     pub nats_url: String,
     pub stream: String,
     pub log_dir: PathBuf,
+    /// Settings on top of the benchmark's own (e.g. an OTLP endpoint).
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerConfig {
@@ -98,6 +100,7 @@ impl ServerConfig {
             .env("AUTH_RATE_LIMIT_PER_MINUTE", "100000000")
             // The webhook receiver listens on 127.0.0.1.
             .env("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .kill_on_drop(true);
         command

@@ -1,7 +1,7 @@
 //! The outside tools the test suite uses, installed when missing: Python packages with pip (as
-//! the user), npm packages into `tests/`, Debian packages only as root with apt-get and never
-//! with `CHRONICLE_NO_INSTALL` set. A failed install is a warning: the test needing the tool
-//! fails and says what to install.
+//! the user), npm packages into `tests/`, Debian packages (chromium, promtool) only as root
+//! with apt-get and never with `CHRONICLE_NO_INSTALL` set. A failed install is a warning: the
+//! test needing the tool fails and says what to install.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -102,14 +102,23 @@ pub fn ensure_test_tools() {
         &["node_modules/.bin/spectral", "node_modules/.bin/redocly"],
         &["--ignore-scripts"],
     );
-    if which("chromium").is_none() {
-        if can_apt {
-            eprintln!("test: installing chromium (apt)");
-            if apt_install("test", "chromium").is_err() {
-                eprintln!("test: warning: could not install chromium");
-            }
-        } else {
-            eprintln!("test: warning: chromium is missing; install it (apt-get install chromium)");
-        }
+    apt_tool("chromium", "chromium", can_apt);
+    // The metrics tests and scripts/check-alerts run promtool, which Debian ships with the
+    // Prometheus server (installed, not started).
+    apt_tool("promtool", "prometheus", can_apt);
+}
+
+/// `binary` from the Debian `package`, installed when missing and allowed.
+fn apt_tool(binary: &str, package: &str, can_apt: bool) {
+    if which(binary).is_some() {
+        return;
+    }
+    if !can_apt {
+        eprintln!("test: warning: {binary} is missing; install it (apt-get install {package})");
+        return;
+    }
+    eprintln!("test: installing {package} (apt)");
+    if apt_install("test", package).is_err() {
+        eprintln!("test: warning: could not install {package}");
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! The runner's parts: [`projector`] is what a read model implements, [`runner`] applies the log
 //! to one under [`leader`]ship, [`progress`] is how far each has got as this process sees it,
-//! [`status`] and [`reset`] are what operators see and do.
+//! [`status`] and [`reset`] are what operators see and do, [`measure`] what they scrape.
 
+pub mod event_spans;
 pub mod leader;
 pub mod listing;
 pub mod log;
+pub mod measure;
 pub mod position;
 pub mod posts;
 pub mod progress;

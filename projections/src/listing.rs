@@ -260,6 +260,7 @@ fn push_order(builder: &mut QueryBuilder<'_, Postgres>, sort: &[Sort]) {
     builder.push(" ORDER BY ").push(order.join(", "));
 }
 
+#[tracing::instrument(level = "trace", name = "query list", skip_all)]
 pub async fn list<T>(pool: &PgPool, query: &ListQuery) -> Result<Listed<T>, sqlx::Error>
 where
     T: for<'r> FromRow<'r, PgRow> + Send + Unpin,

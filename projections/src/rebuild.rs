@@ -372,16 +372,17 @@ pub async fn carry_out_requests(pool: PgPool, database_url: String, name: &str, 
         let mut pause = REQUEST_POLL;
         if let Ok(true) = requested(&pool, name).await {
             tracing::info!(projector = name, epoch, "carrying out a requested rebuild");
-            match rebuild_as(
+            let rebuilt = rebuild_as(
                 &pool,
                 &database_url,
                 name,
                 REQUEST_BATCH,
                 Some(epoch),
-                |_| {},
+                |p| crate::measure::rebuild_progress(name, p),
             )
-            .await
-            {
+            .await;
+            crate::measure::rebuild_ended(name);
+            match rebuilt {
                 Ok(done) => {
                     tracing::info!(projector = name, applied = done.applied, "rebuild finished")
                 }

@@ -15,6 +15,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::event_spans::{self, EventSpan};
 use crate::leader::{self, Fence, TermLog};
 use crate::log::StoredEvent;
 use crate::progress::Progress;
@@ -53,6 +54,7 @@ pub struct Runner {
     /// The leadership epoch every write must match; `None` when run directly (tests, tools).
     epoch: std::sync::Mutex<Option<i64>>,
     terms: Arc<TermLog>,
+    event_spans: Option<EventSpan>,
 }
 
 impl Runner {
@@ -75,10 +77,17 @@ impl Runner {
             last_verified: std::sync::Mutex::new(Instant::now()),
             epoch: std::sync::Mutex::new(None),
             terms: Arc::new(TermLog::default()),
+            event_spans: None,
         }
     }
 
     /// Records this runner's terms of leadership in the process's shared log.
+    /// Gives each applied event a span made by `span_of` (the server's, in the event's trace).
+    pub fn with_event_spans(mut self, span_of: EventSpan) -> Self {
+        self.event_spans = Some(span_of);
+        self
+    }
+
     pub fn with_terms(mut self, terms: Arc<TermLog>) -> Self {
         self.terms = terms;
         self
@@ -224,6 +233,8 @@ impl Runner {
         events: &[StoredEvent],
         last: Position,
     ) -> Result<(), ProjectionError> {
+        let _spans = event_spans::around_batch(self.event_spans, self.projector.as_ref(), events);
+        let started = std::time::Instant::now();
         self.projector.apply(&mut tx, events).await?;
         let moved = sqlx::query(
             "UPDATE projection_checkpoints
@@ -242,6 +253,7 @@ impl Runner {
             return Err(ProjectionError::Fenced);
         }
         tx.commit().await?;
+        crate::measure::batch_applied(self.name(), events.len(), started.elapsed());
         self.set_cursor(Some(Cursor {
             persisted: last,
             current: last,
@@ -302,7 +314,7 @@ impl Runner {
     }
 
     async fn record_failure(&self, error: &ProjectionError) {
-        metrics::gauge!("chronicle_projection_failed", "projector" => self.name()).set(1.0);
+        crate::measure::failed(self.name());
         tracing::error!(projector = self.name(), error = %error, "projector failed; it will retry with backoff");
         let _ = sqlx::query(
             "UPDATE projection_checkpoints SET status = 'failed', last_error = $2, updated_at = now()

@@ -187,6 +187,7 @@ pub const SORT_KEYS: &[crate::listing::SortKey] = &[
     },
 ];
 
+#[tracing::instrument(level = "trace", name = "query users_view.find", skip(pool))]
 pub async fn find(pool: &sqlx::PgPool, id: uuid::Uuid) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM {TABLE} WHERE id = $1"))
         .bind(id)

@@ -2,8 +2,8 @@
 //! being retried, and failed projectors, each with the request and trace that caused it.
 //!
 //! A delivery or email joins the event it carries, whose metadata holds the request id
-//! (`correlation_id`) and, for events appended since tracing was added, the W3C `traceparent`
-//! of the command that appended it.
+//! (`correlation_id`) and, for events appended while traces are exported, the W3C
+//! `traceparent` of the command that appended it.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -33,7 +33,7 @@ pub struct FailureView {
     /// The event the delivery or email is for.
     pub event_id: Option<Uuid>,
     /// The W3C trace id (32 lowercase hex digits) of the request that appended the event; null
-    /// for events recorded before traces were, and for projectors.
+    /// for events appended while no traces were exported, and for projectors.
     pub trace_id: Option<String>,
     /// The `X-Request-Id` of the request that appended the event (its `correlation_id`).
     pub request_id: Option<String>,

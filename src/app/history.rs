@@ -10,6 +10,7 @@ use crate::auth::Principal;
 use crate::state::AppState;
 
 /// A user's events; the user themselves and admins only.
+#[tracing::instrument(level = "trace", name = "query history.of_user", skip_all)]
 pub async fn of_user(
     state: &AppState,
     caller: &Principal,
@@ -26,6 +27,7 @@ pub async fn of_user(
 }
 
 /// A post's events, deleted posts included; the author and admins only.
+#[tracing::instrument(level = "trace", name = "query history.of_post", skip_all)]
 pub async fn of_post(
     state: &AppState,
     caller: &Principal,

@@ -23,13 +23,17 @@ use crate::state::AppState;
 pub const CONSISTENCY_WAIT: Duration = Duration::from_secs(2);
 
 /// Waits until `read_models` have applied `position`. False when the bound ran out.
+#[tracing::instrument(level = "trace", name = "read_your_writes.wait", skip(state, position))]
 pub async fn caught_up(state: &AppState, read_models: &[&str], position: Option<Position>) -> bool {
     match position {
         Some(position) => {
-            state
+            let started = std::time::Instant::now();
+            let applied = state
                 .progress
                 .wait_for(read_models, position, CONSISTENCY_WAIT)
-                .await
+                .await;
+            crate::recorder::consistency_waited(started.elapsed(), applied);
+            applied
         }
         None => true,
     }

@@ -92,7 +92,7 @@ impl GroupCommit {
     }
 
     async fn append_group(&self, group: Vec<Pending>) {
-        metrics::histogram!("chronicle_append_group_size").record(group.len() as f64);
+        metrics::histogram!("chronicle_append_group_commands").record(group.len() as f64);
         let result = insert(&self.pool, group.iter().flat_map(|p| &p.events)).await;
         match result {
             Ok(positions) => {
@@ -208,7 +208,7 @@ pub async fn insert<'a>(
     .bind(&versions)
     .bind(&payloads)
     .bind(&metadata)
-    .fetch_all(pool)
+    .fetch_all(&mut *crate::recorder::pool::acquire(pool).await?)
     .await?;
     rows.iter()
         .map(|row| {

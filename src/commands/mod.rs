@@ -18,7 +18,10 @@ use cqrs_es::Aggregate;
 use lru::LruCache;
 use projections::Position;
 use sqlx::PgPool;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
+use crate::telemetry::propagation;
 use store::{EventLog, StoreError};
 
 /// Commands racing on one aggregate without `If-Match` are retried on fresh state this often.
@@ -54,6 +57,29 @@ impl CommandMeta {
             metadata.insert("actor_id".to_owned(), actor.to_string());
         }
         metadata
+    }
+}
+
+/// What traces and metrics call a command (`post.create`): a fixed set of names.
+pub trait CommandName {
+    fn command_name(&self) -> &'static str;
+}
+
+impl CommandName for aggregates::post::PostCommand {
+    fn command_name(&self) -> &'static str {
+        self.name()
+    }
+}
+
+impl CommandName for aggregates::user::UserCommand {
+    fn command_name(&self) -> &'static str {
+        self.name()
+    }
+}
+
+impl CommandName for aggregates::session::SessionCommand {
+    fn command_name(&self) -> &'static str {
+        self.name()
     }
 }
 
@@ -110,7 +136,7 @@ pub struct CommandBus<A: Aggregate> {
 impl<A> CommandBus<A>
 where
     A: Aggregate + Clone + 'static,
-    A::Command: Clone + Send + Sync + 'static,
+    A::Command: CommandName + Clone + Send + Sync + 'static,
     A::Error: Send + 'static,
     A::Event: 'static,
     A::Services: 'static,
@@ -165,15 +191,48 @@ where
         start: Start,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let bus = Arc::clone(self);
-        let metadata = meta.to_metadata();
-        let task = tokio::spawn(async move {
-            bus.run(aggregate_id, command, metadata, retry_on_conflict, start)
-                .await
-        });
-        match task.await {
+        let name = command.command_name();
+        let started = std::time::Instant::now();
+        let span = tracing::trace_span!(
+            "command",
+            otel.name = command.command_name(),
+            aggregate.type = A::TYPE,
+            aggregate.id = %aggregate_id,
+            command = command.command_name(),
+            outcome = Empty,
+            retries = Empty,
+        );
+        let mut metadata = meta.to_metadata();
+        // Whatever the events cause later (projection, relay, webhooks, email) continues this
+        // command's trace.
+        if let Some(traceparent) = propagation::traceparent(&span) {
+            metadata.insert(propagation::TRACEPARENT.to_owned(), traceparent);
+        }
+        let task = tokio::spawn(
+            async move {
+                let result = bus
+                    .run(aggregate_id, command, metadata, retry_on_conflict, start)
+                    .await;
+                if propagation::enabled() {
+                    Span::current().record("outcome", outcome(&result));
+                }
+                result
+            }
+            .instrument(span),
+        );
+        let result = match task.await {
             Ok(result) => result,
             Err(join) => Err(CommandError::Internal(Box::new(join))),
-        }
+        };
+        let appended = result.as_ref().map_or(0, |done| done.events.len());
+        crate::recorder::commands::record(
+            A::TYPE,
+            name,
+            crate::recorder::commands::outcome(&result),
+            started.elapsed(),
+            appended,
+        );
+        result
     }
 
     async fn run(
@@ -230,11 +289,12 @@ where
                     events,
                 });
             }
-            match self
+            let appended = self
                 .log
                 .append(&aggregate_id, sequence, &events, &metadata)
-                .await
-            {
+                .instrument(tracing::trace_span!("append", events = events.len()))
+                .await;
+            match appended {
                 Ok(position) => {
                     let version = sequence + events.len() as u64;
                     self.remember(&aggregate_id, &aggregate, version);
@@ -254,6 +314,7 @@ where
                         continue;
                     }
                     conflicts += 1;
+                    Span::current().record("retries", conflicts);
                     if !retry_on_conflict {
                         return Err(CommandError::Conflict { precondition: true });
                     }
@@ -332,6 +393,18 @@ where
         if let Ok(mut cache) = self.cache.lock() {
             cache.pop(aggregate_id);
         }
+    }
+}
+
+/// The `outcome` of a command's span: how it ended, in a word.
+fn outcome<A: Aggregate>(result: &Result<Executed<A>, CommandError<A::Error>>) -> &'static str {
+    match result {
+        Ok(executed) if executed.events.is_empty() => "unchanged",
+        Ok(_) => "ok",
+        Err(CommandError::Domain(_)) => "rejected",
+        Err(CommandError::Conflict { .. }) => "conflict",
+        Err(CommandError::Unavailable(_)) => "unavailable",
+        Err(CommandError::Internal(_)) => "error",
     }
 }
 

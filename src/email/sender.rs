@@ -17,11 +17,13 @@ use chrono::Utc;
 use futures::StreamExt;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+use tracing::Instrument;
 
 use crate::email::mailer::{Mailer, Outgoing, SendError};
 use crate::email::store::{self, Claimed};
 use crate::email::templates::{render, EmailKind};
 use crate::email::tokens::TokenKey;
+use crate::telemetry::{propagation, spans};
 
 /// Messages on their way at once, within lettre's pool of 10 connections (which it reuses).
 const IN_FLIGHT: usize = 8;
@@ -77,7 +79,16 @@ impl Sender {
     }
 
     async fn deliver(&self, message: Claimed) {
-        let recorded = match self.attempt(&message).await {
+        let span = spans::email_send(
+            message.traceparent.as_deref(),
+            &message.kind,
+            message.attempts,
+        );
+        let attempted = self.attempt(&message).instrument(span.clone()).await;
+        if attempted.is_err() && propagation::enabled() {
+            span.record("otel.status_code", "error");
+        }
+        let recorded = match attempted {
             Ok(()) => {
                 metrics::counter!("chronicle_emails_total", "outcome" => "sent").increment(1);
                 store::mark_sent(&self.pool, message.id).await

@@ -39,6 +39,8 @@ pub struct Claimed {
     pub message_id: String,
     pub attempts: i32,
     pub retry_until: DateTime<Utc>,
+    /// The context of the command whose event asked for the message, when it was traced.
+    pub traceparent: Option<String>,
 }
 
 /// Takes up to `limit` due messages, counting the attempt and leasing them. `SKIP LOCKED`
@@ -53,7 +55,8 @@ pub async fn claim(pool: &PgPool, limit: i64) -> Result<Vec<Claimed>, sqlx::Erro
                         ORDER BY next_attempt_at
                         LIMIT $1
                         FOR UPDATE SKIP LOCKED)
-      RETURNING id, kind, user_id, recipient, subject, token_nonce, message_id, attempts, retry_until",
+      RETURNING id, kind, user_id, recipient, subject, token_nonce, message_id, attempts, retry_until,
+                (SELECT e.metadata->>'traceparent' FROM events e WHERE e.event_id = email_outbox.event_id) AS traceparent",
     )
     .bind(limit)
     .bind(LEASE_SECS as f64)

@@ -4,6 +4,8 @@ use projections::log::StoredEvent;
 use projections::public::public_data;
 use serde_json::{json, Value};
 
+use crate::telemetry::propagation;
+
 /// `<prefix>.<aggregate>.<event>`, e.g. `chronicle.events.post.published`.
 pub fn subject(prefix: &str, event: &StoredEvent) -> String {
     format!("{prefix}.{}", event.event_type)
@@ -12,7 +14,7 @@ pub fn subject(prefix: &str, event: &StoredEvent) -> String {
 /// Extensions are strings, as CloudEvents requires; `position` is the token that
 /// `Chronicle-Min-Position` accepts.
 pub fn cloud_event(event: &StoredEvent) -> Value {
-    json!({
+    let mut cloud_event = json!({
         "specversion": "1.0",
         "id": event.event_id,
         "source": "/chronicle",
@@ -26,5 +28,11 @@ pub fn cloud_event(event: &StoredEvent) -> Value {
         "aggregateversion": event.sequence.to_string(),
         "correlationid": event.metadata.get("correlation_id").and_then(Value::as_str).unwrap_or_default(),
         "actorid": event.metadata.get("actor_id").and_then(Value::as_str).unwrap_or_default(),
-    })
+    });
+    // CloudEvents' distributed-tracing extension: the context of the command that appended
+    // the event, when it was traced.
+    if let Some(traceparent) = propagation::of_metadata(&event.metadata) {
+        cloud_event[propagation::TRACEPARENT] = Value::from(traceparent);
+    }
+    cloud_event
 }

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::fanout::cloudevents::cloud_event;
 use crate::fanout::relay::{ensure_stream, RelaySettings};
+use crate::telemetry::{propagation, spans};
 
 /// Connects and opens (creating it the first time) the durable pull consumer `name` on the
 /// relay's stream. Messages are acked one by one, after the consumer has acted on them.
@@ -160,6 +161,7 @@ where
             .flatten()
             .collect();
         if !events.is_empty() {
+            let _spans = consume_spans(consumer, &events);
             act(events).await.map_err(|e| e.to_string())?;
         }
         for message in &batch {
@@ -168,4 +170,21 @@ where
         after_batch();
     }
     Ok(())
+}
+
+/// One span per event a consumer acts on, in the event's trace, open while the batch is handled.
+fn consume_spans(consumer: &'static str, events: &[Value]) -> Vec<tracing::Span> {
+    if !propagation::enabled() {
+        return Vec::new();
+    }
+    events
+        .iter()
+        .map(|event| {
+            spans::consume(
+                consumer,
+                event[propagation::TRACEPARENT].as_str(),
+                event["type"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
 }

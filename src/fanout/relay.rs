@@ -36,10 +36,12 @@ use projections::tail::LogTail;
 use projections::Position;
 use sqlx::PgPool;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::fanout::cloudevents::{cloud_event, subject};
 use crate::recorder::Gauges;
+use crate::telemetry::{propagation, spans};
 
 const BATCH: i64 = 1000;
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -318,10 +320,15 @@ impl Relay {
             }
             // The next batch is read while JetStream acknowledges this one, so NATS never waits
             // on Postgres between batches.
-            let (batch, next) = tokio::join!(
-                publish_onto(&js, &self.settings.subject_prefix, &events, last_sequence),
-                self.tail.read_after(last, BATCH)
-            );
+            let published = async {
+                let started = std::time::Instant::now();
+                let batch =
+                    publish_onto(&js, &self.settings.subject_prefix, &events, last_sequence).await;
+                metrics::histogram!("chronicle_relay_publish_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                batch
+            };
+            let (batch, next) = tokio::join!(published, self.tail.read_after(last, BATCH));
             if let Some(through) = batch.through {
                 checkpoint = through;
                 self.gauges.relay_at(through);
@@ -414,13 +421,26 @@ struct Batch {
     error: Option<RelayError>,
 }
 
+/// The span of one publish, and its context as the message's `traceparent` header (so a
+/// consumer elsewhere continues the trace); `Span::none()` when traces are not exported.
+fn traced_publish(subject: &str, event: &StoredEvent, headers: &mut HeaderMap) -> tracing::Span {
+    if !propagation::enabled() {
+        return tracing::Span::none();
+    }
+    let span = spans::relay_publish(subject, event);
+    if let Some(traceparent) = propagation::traceparent(&span) {
+        headers.insert(propagation::TRACEPARENT, traceparent.as_str());
+    }
+    span
+}
+
 /// Publishes events in order onto a stream whose last sequence is `last_sequence`, pipelined;
 /// each message expects the sequence its predecessor will get, so nothing is stored behind a
 /// hole. Stops at the first refusal.
 async fn publish_onto(
     js: &jetstream::Context,
     prefix: &str,
-    events: &[projections::log::StoredEvent],
+    events: &[StoredEvent],
     last_sequence: u64,
 ) -> Batch {
     let mut batch = Batch {
@@ -435,9 +455,12 @@ async fn publish_onto(
         headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
         // 0 means "no expectation" to JetStream, which is right for an empty stream.
         headers.insert("Nats-Expected-Last-Sequence", expected.to_string().as_str());
+        let subject = subject(prefix, event);
+        let span = traced_publish(&subject, event, &mut headers);
         let sent = match serde_json::to_vec(&cloud_event(event)) {
             Ok(payload) => {
-                js.publish_with_headers(subject(prefix, event), headers, payload.into())
+                js.publish_with_headers(subject, headers, payload.into())
+                    .instrument(span)
                     .await
             }
             Err(e) => {

@@ -20,18 +20,24 @@ use crate::state::AppState;
 
 /// Layers, outermost first: request context (id, span, problem rendering, security headers),
 /// the activity counters, panic catch, timeout, body limit, CORS, compression, authentication,
-/// rate limit, idempotency, then the routes (each timed by its template). The body limit and the rate limit
-/// come before any extractor, so they apply to anyone, signed in or not. Authentication comes
-/// before the rate limit and idempotency so both key on a verified principal: a made-up API key
-/// counts against its IP, and a stored answer is replayed only to a caller who still verifies.
+/// rate limit, idempotency, then the routes (each timed by its template). The body limit and
+/// the rate limit come before any extractor, so they apply to anyone, signed in or not.
+/// Authentication comes before the rate limit and idempotency so both key on a verified
+/// principal: a made-up API key counts against its IP, and a stored answer is replayed only to
+/// a caller who still verifies.
 pub fn apply(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let timeout = state.config.request_timeout;
     let cors = cors(&state.config.cors_allowed_origins);
     let activity = state.activity.clone();
     let _ = crate::recorder::handle();
+    let routes = routes.route("/metrics", get(metrics::render));
+    let routes = if crate::telemetry::propagation::enabled() {
+        routes.route_layer(from_fn(middleware::name_after_route))
+    } else {
+        routes
+    };
     let router = routes
-        .route("/metrics", get(metrics::render))
         .route_layer(from_fn(metrics::track))
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(from_fn_with_state(state.clone(), rate_limit::rate_limit))

@@ -5,14 +5,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tracing::Instrument;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::http::error::Problem;
+use crate::telemetry::propagation;
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -37,10 +41,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .map(Arc::from)
         .unwrap_or_else(|| Arc::from(uuid::Uuid::now_v7().to_string()));
     let path = req.uri().path().to_owned();
-    let method = req.method().clone();
     req.extensions_mut().insert(RequestId(request_id.clone()));
 
-    let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
+    let span = request_span(&req, &request_id);
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
 
@@ -78,8 +81,59 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
 
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if propagation::enabled() {
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "error");
+        }
+    }
     span.in_scope(|| tracing::info!(status, latency_ms, "request completed"));
     response
+}
+
+/// The request's span. With traces exported it is an OpenTelemetry server span named after the
+/// route (see [`name_after_route`]) and continues the caller's `traceparent`; without, it only
+/// gives log lines their request id, method and path.
+fn request_span(req: &Request, request_id: &str) -> Span {
+    let method = req.method();
+    let path = req.uri().path();
+    if !propagation::enabled() {
+        return tracing::info_span!("request", request_id = %request_id, %method, %path);
+    }
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %method,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        request_id = %request_id,
+        %method,
+        %path,
+        http.request.method = %method,
+        url.path = %path,
+        http.route = Empty,
+        http.response.status_code = Empty,
+    );
+    let traceparent = req
+        .headers()
+        .get(propagation::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    propagation::follow(&span, traceparent);
+    span
+}
+
+/// Names the request's span `<method> <route template>` once routing has matched (installed
+/// only while traces are exported).
+pub async fn name_after_route(req: Request, next: Next) -> Response {
+    if let Some(route) = req.extensions().get::<MatchedPath>() {
+        let span = Span::current();
+        span.record("http.route", route.as_str());
+        // The OpenTelemetry span has started by now, and `otel.name` renames only spans that
+        // have not.
+        span.context()
+            .span()
+            .update_name(format!("{} {}", req.method(), route.as_str()));
+    }
+    next.run(req).await
 }
 
 /// Replaces the body with the problem document, keeping the status and the headers the error

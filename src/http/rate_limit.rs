@@ -50,14 +50,15 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     }
     let limits = &state.rate_limits;
     let ip = client_ip_of(&state, &req);
-    let decision = if AUTH_PATHS.contains(&path) {
-        limits.spend_auth(&ip_budget_key(ip))
+    let (group, decision) = if AUTH_PATHS.contains(&path) {
+        ("auth", limits.spend_auth(&ip_budget_key(ip)))
     } else {
-        limits.spend_general(&principal_key(&req, ip))
+        ("api", limits.spend_general(&principal_key(&req, ip)))
     };
     let mut response = if decision.allowed {
         next.run(req).await
     } else {
+        metrics::counter!("chronicle_rate_limit_rejections_total", "group" => group).increment(1);
         ApiError::RateLimited {
             retry_after_secs: decision.reset_secs,
         }

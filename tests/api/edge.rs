@@ -274,9 +274,10 @@ async fn answers_are_gzipped_for_clients_that_accept_it() {
 fn counter(metrics: &str, route: &str, status: &str) -> f64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("http_requests_total{"))
+        .filter(|l| l.starts_with("http_server_request_duration_seconds_count{"))
         .filter(|l| {
-            l.contains(&format!("route=\"{route}\"")) && l.contains(&format!("status=\"{status}\""))
+            l.contains(&format!("http_route=\"{route}\""))
+                && l.contains(&format!("http_response_status_code=\"{status}\""))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
@@ -322,8 +323,8 @@ async fn metrics_count_requests_by_route_template_and_show_projection_lag() {
     assert!(
         counter(&after, "/api/v1/posts", "201") >= counter(&before, "/api/v1/posts", "201") + 1.0
     );
-    assert!(after.contains("http_request_duration_seconds_bucket"));
-    assert!(after.contains("http_requests_in_flight"));
+    assert!(after.contains("http_server_request_duration_seconds_bucket"));
+    assert!(after.contains("http_server_active_requests"));
     assert!(after.contains("chronicle_projection_lag_events{projector=\"posts\"}"));
     assert!(after.contains("chronicle_relay_lag_events{stream="));
 }

@@ -29,10 +29,12 @@ fn init_logging() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            static GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
+            static GUARD: std::sync::OnceLock<chronicle::telemetry::Telemetry> =
                 std::sync::OnceLock::new();
-            if let Some(guard) = chronicle::telemetry::init(chronicle::config::LogFormat::Pretty) {
-                let _ = GUARD.set(guard);
+            if let Ok(Some(telemetry)) =
+                chronicle::telemetry::init(chronicle::config::LogFormat::Pretty)
+            {
+                let _ = GUARD.set(telemetry);
             }
         }
     });
@@ -238,11 +240,13 @@ impl OwnNats {
 /// Deletes an app's NATS stream, for a test whose first app gave its database away (and with
 /// it the stream's clean-up on drop).
 pub async fn delete_stream(config: &Config) {
-    let client = async_nats::connect(config.nats_url.as_str())
-        .await
-        .expect("NATS");
+    delete_stream_named(config.nats_url.as_str(), &config.nats_stream).await;
+}
+
+pub async fn delete_stream_named(nats_url: &str, stream: &str) {
+    let client = async_nats::connect(nats_url).await.expect("NATS");
     async_nats::jetstream::new(client)
-        .delete_stream(&config.nats_stream)
+        .delete_stream(stream)
         .await
         .expect("the test's stream is deleted");
 }

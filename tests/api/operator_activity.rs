@@ -198,8 +198,8 @@ async fn a_failing_delivery_is_listed_with_the_request_id_and_trace_id_of_its_ev
                 Value::Null,
                 "no traceparent: {failure}"
             );
-            // Events appended before commands recorded a traceparent have none; give this one
-            // a traceparent the way those commands store it, to see it reach the list.
+            // Without an OTLP endpoint (as here) a command stores no traceparent; give this
+            // event one the way a traced command stores it, to see it reach the list.
             let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
             sqlx::query(
                 "UPDATE events SET metadata = metadata || jsonb_build_object('traceparent', $2::text)

@@ -234,13 +234,12 @@ async fn readyz_says_nats_is_down_within_ten_seconds_when_the_path_to_it_goes_si
 
 /// Every family API.md names, with a series that must read 0 on a fresh server.
 const ZERO_SERIES: &[&str] = &[
-    "http_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"}",
-    "http_request_duration_seconds_count{method=\"GET\",route=\"/metrics\"}",
+    "http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/metrics\",http_response_status_code=\"200\"}",
     "chronicle_relay_published_total",
-    "webhook_deliveries_total{outcome=\"succeeded\"}",
-    "webhook_deliveries_total{outcome=\"retrying\"}",
-    "webhook_deliveries_total{outcome=\"failed\"}",
-    "webhook_deliveries_total{outcome=\"gone\"}",
+    "chronicle_webhook_deliveries_total{outcome=\"succeeded\"}",
+    "chronicle_webhook_deliveries_total{outcome=\"retrying\"}",
+    "chronicle_webhook_deliveries_total{outcome=\"failed\"}",
+    "chronicle_webhook_deliveries_total{outcome=\"gone\"}",
     "chronicle_emails_total{outcome=\"sent\"}",
     "chronicle_emails_total{outcome=\"failed\"}",
 ];
@@ -283,7 +282,10 @@ async fn the_first_scrape_of_a_fresh_server_shows_every_family_at_zero() {
         "{relay} in:\n{metrics}"
     );
     // The scrape itself is in flight, on an open connection.
-    assert_eq!(metric_value(&metrics, "http_requests_in_flight"), Some(1.0));
+    assert_eq!(
+        metric_value(&metrics, "http_server_active_requests"),
+        Some(1.0)
+    );
     assert!(metric_value(&metrics, "chronicle_http_connections_open").is_some_and(|n| n >= 1.0));
 }
 
@@ -308,7 +310,11 @@ async fn metrics_need_the_metrics_token_when_one_is_set() {
     problem(without, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     problem(wrong, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     assert_eq!(right.status(), StatusCode::OK);
-    assert!(right.text().await.unwrap().contains("http_requests_total"));
+    assert!(right
+        .text()
+        .await
+        .unwrap()
+        .contains("http_server_request_duration_seconds"));
 }
 
 /// A TCP proxy to Postgres that can freeze: connections stay open but nothing passes, as

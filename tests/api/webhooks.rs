@@ -18,6 +18,8 @@ pub struct Received {
     pub id: String,
     timestamp: String,
     signature: String,
+    /// The W3C trace context the sender passed on (empty when none).
+    pub traceparent: String,
     pub body: Vec<u8>,
 }
 
@@ -50,6 +52,7 @@ impl Receiver {
                         id: header("webhook-id"),
                         timestamp: header("webhook-timestamp"),
                         signature: header("webhook-signature"),
+                        traceparent: header("traceparent"),
                         body: body.to_vec(),
                     });
                     let mut script = s.lock().unwrap();

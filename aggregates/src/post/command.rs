@@ -53,3 +53,17 @@ pub enum PostCommand {
         at: DateTime<Utc>,
     },
 }
+
+impl PostCommand {
+    /// The command's name (`post.create`), for traces and metrics: a fixed set.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "post.create",
+            Self::Update { .. } => "post.update",
+            Self::Replace { .. } => "post.replace",
+            Self::Publish { .. } => "post.publish",
+            Self::Unpublish { .. } => "post.unpublish",
+            Self::Delete { .. } => "post.delete",
+        }
+    }
+}

@@ -46,3 +46,15 @@ pub enum SessionCommand {
         at: DateTime<Utc>,
     },
 }
+
+impl SessionCommand {
+    /// The command's name (`session.start`), for traces and metrics: a fixed set.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Start { .. } => "session.start",
+            Self::Refresh { .. } => "session.refresh",
+            Self::Revoke { .. } => "session.revoke",
+            Self::MarkCompromised { .. } => "session.mark_compromised",
+        }
+    }
+}

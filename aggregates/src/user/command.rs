@@ -83,3 +83,19 @@ pub struct IssuedToken {
     pub hash: String,
     pub expires_at: DateTime<Utc>,
 }
+
+impl UserCommand {
+    /// The command's name (`user.register`), for traces and metrics: a fixed set.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Register { .. } => "user.register",
+            Self::Update { .. } => "user.update",
+            Self::RequestEmailVerification { .. } => "user.request_email_verification",
+            Self::VerifyEmail { .. } => "user.verify_email",
+            Self::RequestPasswordReset { .. } => "user.request_password_reset",
+            Self::ResetPassword { .. } => "user.reset_password",
+            Self::ChangePassword { .. } => "user.change_password",
+            Self::Deactivate { .. } => "user.deactivate",
+        }
+    }
+}

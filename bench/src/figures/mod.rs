@@ -5,6 +5,7 @@ pub mod fanout;
 pub mod reads;
 pub mod rebuild;
 pub mod relay;
+pub mod tracing;
 
 use std::path::PathBuf;
 
@@ -105,6 +106,7 @@ impl Ctx<'_> {
             nats_url: self.services.nats.url(),
             stream: stream.to_owned(),
             log_dir: self.services.dir.path().join("logs"),
+            env: Vec::new(),
         }
     }
 

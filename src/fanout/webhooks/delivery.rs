@@ -15,12 +15,14 @@ use chrono::Utc;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::Notify;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::secrets::SecretBox;
 use crate::fanout::webhooks::signing::signature_header;
 use crate::fanout::webhooks::store::{self, Endpoint};
 use crate::fanout::webhooks::targets;
+use crate::telemetry::{propagation, spans};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 /// A leased delivery becomes due again after this, should its instance die mid-send.
@@ -53,6 +55,8 @@ struct Due {
     event_id: Uuid,
     payload: Value,
     attempts: i32,
+    /// The context of the command that appended the event, when it was traced.
+    traceparent: Option<String>,
 }
 
 enum Outcome {
@@ -144,7 +148,8 @@ impl Sender {
                   ORDER BY r.next_attempt_at LIMIT $7)
              UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
                FROM chosen WHERE d.id = chosen.id
-             RETURNING d.id, d.endpoint_id, d.event_id, d.payload, d.attempts",
+             RETURNING d.id, d.endpoint_id, d.event_id, d.payload, d.attempts,
+                       (SELECT e.metadata->>'traceparent' FROM events e WHERE e.event_id = d.event_id) AS traceparent",
         )
         .bind(BATCH)
         .bind(LEASE_SECS as f64)
@@ -188,8 +193,12 @@ impl Sender {
         let secrets = endpoint.signing_secrets(Utc::now(), &self.secrets);
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let signature = signature_header(&secrets, &id, timestamp, &body);
-        let sent = client
-            .post(url)
+        let mut request = client.post(url);
+        // The receiver continues the trace from this attempt.
+        if let Some(traceparent) = propagation::traceparent(&tracing::Span::current()) {
+            request = request.header(propagation::TRACEPARENT, traceparent);
+        }
+        let sent = request
             .header("content-type", "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -248,6 +257,7 @@ impl Sender {
                 .execute(&self.pool)
                 .await?;
                 store::disable(&self.pool, due.endpoint_id, "answered 410 Gone").await?;
+                metrics::counter!("chronicle_webhook_endpoints_disabled_total").increment(1);
                 "gone"
             }
             Outcome::Refused(error) => {
@@ -286,7 +296,7 @@ impl Sender {
                 }
             }
         };
-        metrics::counter!("webhook_deliveries_total", "outcome" => label).increment(1);
+        metrics::counter!("chronicle_webhook_deliveries_total", "outcome" => label).increment(1);
         Ok(())
     }
 
@@ -313,14 +323,30 @@ impl Sender {
             };
             self.started(delivery.endpoint_id);
             let sender = Arc::clone(self);
+            let span = spans::webhook_attempt(
+                delivery.traceparent.as_deref(),
+                delivery.endpoint_id,
+                delivery.id,
+                delivery.attempts + 1,
+            );
             tokio::spawn(async move {
                 let outcome = match &endpoint {
-                    Some(endpoint) if endpoint.enabled => sender.send(endpoint, &delivery).await,
+                    Some(endpoint) if endpoint.enabled => {
+                        let started = std::time::Instant::now();
+                        let outcome = sender
+                            .send(endpoint, &delivery)
+                            .instrument(span.clone())
+                            .await;
+                        metrics::histogram!("chronicle_webhook_delivery_duration_seconds")
+                            .record(started.elapsed().as_secs_f64());
+                        outcome
+                    }
                     _ => Outcome::Failed {
                         status: None,
                         error: "the endpoint is disabled".into(),
                     },
                 };
+                record_on_span(&span, &outcome);
                 if let Err(e) = sender.record(&delivery, outcome).await {
                     // The lease runs out and the delivery is sent again.
                     tracing::warn!(error = %e, "could not record a webhook delivery");
@@ -349,6 +375,27 @@ impl Sender {
 }
 
 /// The body a subscriber receives for an event, from its CloudEvent on NATS.
+/// The attempt's result on its span (a no-op unless traces are exported).
+fn record_on_span(span: &tracing::Span, outcome: &Outcome) {
+    if !propagation::enabled() {
+        return;
+    }
+    match outcome {
+        Outcome::Delivered(status) => {
+            span.record("http.response.status_code", status);
+        }
+        Outcome::Failed { status, .. } => {
+            if let Some(status) = status {
+                span.record("http.response.status_code", status);
+            }
+            span.record("otel.status_code", "error");
+        }
+        Outcome::Gone | Outcome::Refused(_) => {
+            span.record("otel.status_code", "error");
+        }
+    }
+}
+
 pub fn body_from_cloud_event(event: &Value) -> Value {
     serde_json::json!({
         "type": event["type"],
