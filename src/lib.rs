@@ -23,13 +23,15 @@
 //! - [`fanout`] relays the log to NATS JetStream, and consumes it for webhooks and analytics;
 //!   [`email`] sends the transactional mail from its outbox.
 //! - [`auth`] holds argon2id hashing, JWT access tokens, refresh tokens and API keys.
-//! - [`recorder`] is the metrics registry `/metrics` renders; [`cli`] the `chronicle` command.
+//! - [`recorder`] is the metrics registry `/metrics` renders; [`activity`] samples what the
+//!   operator page charts; [`cli`] the `chronicle` command.
 //!
 //! `POST /api/v1/posts`, for instance: `http::posts::write::create_post` receives a
 //! `NewPost` parsed from `CreatePostRequest`, sends `PostCommand::Create` to `state.posts`
 //! (a `CommandBus<Post>`), and answers `http::consistency::command_answer` with the `PostView`
 //! of the state the command produced, once the `posts` read model has applied its events.
 
+pub mod activity;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -200,6 +200,8 @@ fn start_background(state: &AppState, options: BuildOptions) -> Supervisor {
         s.log_tail.clone().run(s.log_wake.subscribe())
     });
     let s = state.clone();
+    workers.spawn("activity-sampler", move || crate::activity::run(s.clone()));
+    let s = state.clone();
     workers.spawn("revocations", move || {
         s.revocations.clone().follow(s.log_tail.clone())
     });

@@ -11,6 +11,7 @@ use aggregates::user::{User, UserServices};
 use projections::progress::{LogWake, Progress};
 use sqlx::PgPool;
 
+use crate::activity::Activity;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::Passwords;
 use crate::auth::revocations::Revocations;
@@ -59,6 +60,8 @@ pub struct Parts {
     pub nats: Arc<NatsStatus>,
     /// What `/metrics` reports without asking the database.
     pub gauges: Arc<Gauges>,
+    /// Request counters and the samples `/admin/activity` serves.
+    pub activity: Arc<Activity>,
     /// Seals webhook signing secrets and stored idempotent answers at rest.
     pub secrets: Arc<SecretBox>,
     /// Derives the tokens of email links; see [`crate::email::tokens`].
@@ -96,6 +99,7 @@ impl Parts {
         Self {
             nats: Arc::new(NatsStatus::default()),
             gauges: Arc::new(Gauges::default()),
+            activity: Arc::new(Activity::new(config.activity_sample_interval)),
             secrets: Arc::new(SecretBox::new(&config.secrets_key)),
             email_tokens: Arc::new(crate::email::tokens::TokenKey::derive(
                 &config.email.token_secret,

@@ -10,6 +10,7 @@
 //! committed late by an old transaction is in it, in its place, once it is readable.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +52,9 @@ pub struct LogTail {
     pool: PgPool,
     window: Mutex<Window>,
     head: watch::Sender<Position>,
+    /// Events read since the process started: every event appended meanwhile, by any instance,
+    /// counted once (the tail reads each exactly once).
+    read: AtomicU64,
 }
 
 impl LogTail {
@@ -59,6 +63,7 @@ impl LogTail {
             pool,
             window: Mutex::new(Window::default()),
             head: watch::channel(Position::START).0,
+            read: AtomicU64::new(0),
         }
     }
 
@@ -69,6 +74,12 @@ impl LogTail {
 
     pub fn head(&self) -> Position {
         *self.head.borrow()
+    }
+
+    /// How many events the tail has read since it started (those before its start are not
+    /// counted): the difference between two readings is what was appended in between.
+    pub fn events_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
     }
 
     /// Up to `limit` events after `after`, in commit order: from memory when the window
@@ -180,6 +191,7 @@ impl LogTail {
             return Ok(ReadMore::Nothing);
         };
         let full = events.len() as i64 == BATCH;
+        self.read.fetch_add(events.len() as u64, Ordering::Relaxed);
         if let Ok(mut window) = self.window.lock() {
             for event in events {
                 let event = Arc::new(event);

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod analytics;
 pub mod error;
+pub mod failures;
 pub mod history;
 pub mod sessions;
 

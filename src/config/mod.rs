@@ -60,6 +60,8 @@ pub struct Config {
     pub session_max_age: Duration,
     /// Failed sign-ins per account per 15 minutes before sign-ins to it are refused (0: off).
     pub login_failures_per_account: u32,
+    /// How often the operator page's activity sampler records a sample (`/admin/activity`).
+    pub activity_sample_interval: Duration,
     pub email: EmailSettings,
 }
 
@@ -255,6 +257,18 @@ impl Config {
                 age => age,
             },
             login_failures_per_account: parse_or(&var, "LOGIN_FAILURES_PER_ACCOUNT", Some(10))?,
+            activity_sample_interval: match duration_or(&var, "ACTIVITY_SAMPLE_INTERVAL", "5s")? {
+                // Shorter, a sample says more about timer jitter than about the traffic.
+                d if (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d) => d,
+                _ => {
+                    let raw = var("ACTIVITY_SAMPLE_INTERVAL").unwrap_or_default();
+                    return Err(invalid(
+                        "ACTIVITY_SAMPLE_INTERVAL",
+                        &raw,
+                        "between 100ms and 1h",
+                    ));
+                }
+            },
             email,
         })
     }
@@ -497,6 +511,7 @@ mod tests {
         assert_eq!(cfg.refresh_reuse_grace, Duration::from_secs(10));
         assert_eq!(cfg.session_max_age, Duration::from_secs(90 * 86_400));
         assert_eq!(cfg.login_failures_per_account, 10);
+        assert_eq!(cfg.activity_sample_interval, Duration::from_secs(5));
     }
 
     #[test]
@@ -629,5 +644,27 @@ mod tests {
         .unwrap();
 
         assert!(err.to_string().contains("RATE_LIMIT_PER_MINUTE"));
+    }
+
+    #[test]
+    fn an_activity_sample_interval_out_of_bounds_fails_start() {
+        let with = |value| {
+            config(&[
+                ("CHRONICLE_ENV", "development"),
+                ("ACTIVITY_SAMPLE_INTERVAL", value),
+            ])
+        };
+
+        assert_eq!(
+            with("250ms").unwrap().activity_sample_interval,
+            Duration::from_millis(250)
+        );
+        for bad in ["10ms", "2h", "soon"] {
+            let err = with(bad).err().unwrap().to_string();
+            assert!(
+                err.contains("ACTIVITY_SAMPLE_INTERVAL") && err.contains(bad),
+                "{err}"
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@ use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -18,15 +19,17 @@ use crate::http::{authenticate, idempotency, metrics, middleware, rate_limit};
 use crate::state::AppState;
 
 /// Layers, outermost first: request context (id, span, problem rendering, security headers),
-/// panic catch, timeout, body limit, CORS, compression, authentication, rate limit,
-/// idempotency, then the routes (each timed by its template). The body limit and the rate limit
-/// come before any extractor, so they apply to anyone, signed in or not. Authentication comes
-/// before the rate limit and idempotency so both key on a verified principal: a made-up API key
-/// counts against its IP, and a stored answer is replayed only to a caller who still verifies.
+/// the activity counters, panic catch, timeout, body limit, CORS, compression, authentication,
+/// rate limit, idempotency, then the routes (each timed by its template). The body limit and
+/// the rate limit come before any extractor, so they apply to anyone, signed in or not.
+/// Authentication comes before the rate limit and idempotency so both key on a verified
+/// principal: a made-up API key counts against its IP, and a stored answer is replayed only to
+/// a caller who still verifies.
 pub fn apply(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let timeout = state.config.request_timeout;
     let cors = cors(&state.config.cors_allowed_origins);
+    let activity = state.activity.clone();
     let _ = crate::recorder::handle();
     let routes = routes.route("/metrics", get(metrics::render));
     let routes = if crate::telemetry::propagation::enabled() {
@@ -59,6 +62,11 @@ pub fn apply(routes: Router<AppState>, state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
             axum::response::IntoResponse::into_response(StatusCode::INTERNAL_SERVER_ERROR)
+        }))
+        // Outside the timeout and the panic catch, so their 408s and 500s are counted too.
+        .layer(MapResponseLayer::new(move |response: Response| {
+            activity.count(response.status());
+            response
         }))
         .layer(from_fn(middleware::request_context))
 }

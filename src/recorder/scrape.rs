@@ -40,7 +40,7 @@ pub fn sample(state: &AppState) {
 
 /// Events after `from` up to `head`, from the log's global numbering: exact unless an append
 /// rolled back (a gap) or transactions committed out of number order.
-fn events_between(from: Position, head: Position) -> f64 {
+pub fn events_between(from: Position, head: Position) -> f64 {
     if from >= head {
         return 0.0;
     }

@@ -81,7 +81,8 @@ async fn drive_the_page(base_url: &str, email: &str) -> Value {
 #[tokio::test]
 async fn an_operator_signs_in_sees_the_projectors_retries_a_delivery_and_watches_a_rebuild_finish()
 {
-    let app = TestApp::spawn().await;
+    // Samples every 200 ms, so the charts have lines by the time the page looks.
+    let app = TestApp::spawn_with(&[("ACTIVITY_SAMPLE_INTERVAL", "200ms")]).await;
     let email = format!("operator-{}@example.com", uuid::Uuid::new_v4().simple());
     let (_, admin) = app.admin_with_email(&email).await;
 
@@ -122,6 +123,8 @@ async fn an_operator_signs_in_sees_the_projectors_retries_a_delivery_and_watches
     );
     assert_eq!(report["consoleHiddenAfterRefusal"], true);
     assert_eq!(report["whoami"], email);
+    crate::operator_activity::the_page_showed_the_activity_and_failures(&app, &admin, &report)
+        .await;
 
     let projectors = report["projectors"].as_array().expect("projectors");
     let names: Vec<&str> = projectors
@@ -222,6 +225,7 @@ async fn the_page_and_its_assets_are_served_with_a_policy_that_forbids_inline_co
         ("/admin", "text/html"),
         ("/admin/app.js", "text/javascript"),
         ("/admin/app.css", "text/css"),
+        ("/admin/charts.js", "text/javascript"),
     ] {
         let response = app.get(path, None).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");

@@ -24,6 +24,7 @@ mod log_and_projectors;
 mod mailbox;
 mod metrics;
 mod openapi;
+mod operator_activity;
 mod operators;
 mod pagination;
 mod posts;

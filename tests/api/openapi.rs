@@ -10,13 +10,17 @@ use serde_json::Value;
 use crate::helpers::TestApp;
 
 /// What the server serves beyond API.md's tables: the operator page of the operators' issue
-/// (a page and its two assets, all calling the API above).
+/// (a page and its three assets, all calling the API above).
 const BEYOND_API_MD: &[(&str, &str)] = &[
     ("GET", "/admin"),
     ("GET", "/admin/app.js"),
     ("GET", "/admin/app.css"),
+    ("GET", "/admin/charts.js"),
     // The operator page's retry button for failed emails (issue 13); API.md names only the list.
     ("POST", "/api/v1/admin/emails/{id}/retry"),
+    // The operator page's charts and failures (issue 16).
+    ("GET", "/api/v1/admin/activity"),
+    ("GET", "/api/v1/admin/failures"),
 ];
 
 /// Every operation in API.md that the server serves today, as `(METHOD, path)`.

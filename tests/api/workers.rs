@@ -11,6 +11,7 @@ const WORKERS: &[&str] = &[
     "login-throttle-sweep",
     "rate-limit-prune",
     "log-tail",
+    "activity-sampler",
     "revocations",
     "relay",
     "analytics",

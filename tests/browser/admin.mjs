@@ -1,5 +1,5 @@
 // Drives the operator page in headless Chromium as an operator would: sign in, read the
-// projectors, the event tail and the webhook deliveries, retry a delivery, start a rebuild of
+// activity charts, the recent failures, the projectors, the event tail and the webhook deliveries, retry a delivery, start a rebuild of
 // `posts` and watch it finish. tests/api/admin_page.rs runs it against a live server and checks
 // what it reports against the server's own state.
 //
@@ -49,6 +49,28 @@ try {
   await page.waitForSelector('#console', { state: 'visible' });
   const whoami = await page.textContent('#whoami-email');
 
+  // The activity charts (SVG drawn by charts.js) and the failures with their ids.
+  // Attached, not "visible": a flat line (no lag at all) has a bounding box of zero height,
+  // which Playwright counts as invisible though its stroke is drawn.
+  await page.waitForSelector('#chart-events svg.chart polyline', { state: 'attached' });
+  await page.waitForSelector('#chart-lag svg.chart polyline', { state: 'attached' });
+  const charts = await page.$$eval('#charts figure', (figures) => figures.map((figure) => {
+    const lines = [...figure.querySelectorAll('svg.chart polyline')];
+    return {
+      id: figure.id,
+      series: [...new Set(lines.map((line) => line.dataset.series))],
+      points: lines.reduce((sum, line) => sum + line.points.numberOfItems, 0),
+    };
+  }));
+  await page.waitForSelector('#failures tbody tr[data-kind="webhook"]');
+  const failures = await page.$$eval('#failures tbody tr', (rows) => rows.map((row) => ({
+    kind: row.dataset.kind,
+    id: row.dataset.id,
+    status: row.cells[2].textContent,
+    requestId: row.querySelector('.request-id code')?.textContent ?? null,
+    traceId: row.querySelector('.trace-id code')?.textContent ?? null,
+  })));
+
   await page.waitForSelector('#projector-posts');
   const projectors = await page.$$eval('#projectors tbody tr', (rows) => rows.map((row) => ({
     name: row.cells[0].textContent,
@@ -97,7 +119,7 @@ try {
   const tokensAfterSignOut = await page.evaluate(() => sessionStorage.length);
 
   console.log(JSON.stringify({
-    refusal, consoleHiddenAfterRefusal, whoami, projectors, eventTypes, delivery,
+    refusal, consoleHiddenAfterRefusal, whoami, charts, failures, projectors, eventTypes, delivery,
     statesSeen, finished, tokensAfterSignOut, consoleErrors,
   }));
 } catch (error) {

@@ -388,6 +388,9 @@ function start() {
   every(EVENTS_EVERY_MS, loadEvents);
   every(WEBHOOKS_EVERY_MS, loadWebhooks);
   every(EMAILS_EVERY_MS, loadEmails);
+  // Defined in charts.js.
+  every(ACTIVITY_EVERY_MS, loadActivity);
+  every(FAILURES_EVERY_MS, loadFailures);
 }
 
 function stop() {

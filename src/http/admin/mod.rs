@@ -1,6 +1,7 @@
 //! Operating Chronicle over HTTP: `/api/v1/admin` (admins) for the projectors' state and
-//! rebuilds, and the operator page at `/admin` that uses it.
+//! rebuilds, recent activity and failures, and the operator page at `/admin` that uses it.
 
+mod activity;
 mod emails;
 mod page;
 
@@ -22,8 +23,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rebuild_projection))
         .routes(routes!(emails::list_emails))
         .routes(routes!(emails::retry_email))
+        .routes(routes!(activity::activity))
+        .routes(routes!(activity::list_failures))
         .routes(routes!(page::page))
         .routes(routes!(page::script))
+        .routes(routes!(page::charts))
         .routes(routes!(page::style))
 }
 

@@ -25,9 +25,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// The operator page.
 ///
-/// Sign in as an admin to see the projectors' status and lag, start a rebuild and watch its
-/// progress, follow the event log, and see webhook endpoints with their recent deliveries (and
-/// retry one). A static page that calls this API; no data is rendered by the server.
+/// Sign in as an admin to see the projectors' status and lag, charts of the last minutes'
+/// throughput and lag, recent failures with their request and trace ids, start a rebuild and
+/// watch its progress, follow the event log, and see webhook endpoints with their recent
+/// deliveries (and retry one). A static page that calls this API; no data is rendered by the server.
 #[utoipa::path(
     get,
     path = "/admin",
@@ -53,6 +54,20 @@ pub async fn page() -> Response {
 )]
 pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", include_str!("app.js"))
+}
+
+/// The operator page's charts of recent activity and its list of failures.
+#[utoipa::path(
+    get,
+    path = "/admin/charts.js",
+    tag = "operations",
+    responses(
+        (status = 200, description = "JavaScript", body = String,
+            content_type = "text/javascript; charset=utf-8"),
+    )
+)]
+pub async fn charts() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("charts.js"))
 }
 
 /// The operator page's style sheet.
