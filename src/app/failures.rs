@@ -11,6 +11,8 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::telemetry::propagation;
+
 /// One failure, as `GET /admin/failures` lists it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FailureView {
@@ -100,11 +102,7 @@ pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<FailureView>, sqlx:
 impl From<FailureRow> for FailureView {
     fn from(row: FailureRow) -> Self {
         Self {
-            trace_id: row
-                .traceparent
-                .as_deref()
-                .and_then(trace_id)
-                .map(str::to_owned),
+            trace_id: row.traceparent.as_deref().and_then(propagation::trace_id),
             kind: row.kind,
             status: row.status,
             at: row.at,
@@ -115,61 +113,6 @@ impl From<FailureRow> for FailureView {
             next_attempt_at: row.next_attempt_at,
             event_id: row.event_id,
             request_id: row.request_id,
-        }
-    }
-}
-
-/// The trace id of a W3C `traceparent` (`<version>-<trace id>-<parent id>-<flags>`), or `None`
-/// when it is malformed: the trace context spec tells a receiver to ignore such a header rather
-/// than guess, and an id shown to an operator must be one the tracing backend knows.
-pub fn trace_id(traceparent: &str) -> Option<&str> {
-    let lower_hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    };
-    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
-    let mut parts = traceparent.split('-');
-    let (version, trace, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let well_formed = lower_hex(version, 2)
-        && version != "ff"
-        // Version 00 has exactly four fields; later versions may append more.
-        && (version != "00" || parts.next().is_none())
-        && lower_hex(trace, 32)
-        && nonzero(trace)
-        && lower_hex(parent, 16)
-        && nonzero(parent)
-        && lower_hex(flags, 2);
-    well_formed.then_some(trace)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::trace_id;
-
-    #[test]
-    fn a_traceparent_yields_its_trace_id_and_a_malformed_one_nothing() {
-        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-        assert_eq!(
-            trace_id(&format!("00-{trace}-00f067aa0ba902b7-01")),
-            Some(trace)
-        );
-        assert_eq!(
-            trace_id(&format!("01-{trace}-00f067aa0ba902b7-01-extra")),
-            Some(trace),
-            "a later version may add fields"
-        );
-        for malformed in [
-            String::new(),
-            format!("00-{trace}-00f067aa0ba902b7-01-extra"),
-            format!("ff-{trace}-00f067aa0ba902b7-01"),
-            format!("00-{}-00f067aa0ba902b7-01", trace.to_uppercase()),
-            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
-            format!("00-{trace}-0000000000000000-01"),
-            format!("00-{}-00f067aa0ba902b7-01", &trace[1..]),
-            format!("00-{trace}-00f067aa0ba902b7"),
-        ] {
-            assert_eq!(trace_id(&malformed), None, "{malformed:?}");
         }
     }
 }

@@ -59,11 +59,28 @@ pub fn of_metadata(metadata: &serde_json::Value) -> Option<&str> {
     metadata.get(TRACEPARENT).and_then(|v| v.as_str())
 }
 
-/// The trace id inside a `traceparent` (`00-<trace id>-<span id>-<flags>`).
-pub fn trace_id(traceparent: &str) -> Option<&str> {
+/// The trace id of a W3C `traceparent` (`<version>-<trace id>-<parent id>-<flags>`), or `None`
+/// when it is malformed: the specification tells a receiver to ignore such a value rather than
+/// guess, and an id shown to an operator must be one the tracing backend knows. Checked here to
+/// the letter (the propagator accepts a trace id one digit short).
+pub fn trace_id(traceparent: &str) -> Option<String> {
+    let lower_hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
     let mut parts = traceparent.split('-');
-    let (_version, trace_id) = (parts.next()?, parts.next()?);
-    (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(trace_id)
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let well_formed = lower_hex(version, 2)
+        && version != "ff"
+        // Version 00 has exactly four fields; later versions may append more.
+        && (version != "00" || parts.next().is_none())
+        && lower_hex(trace, 32)
+        && nonzero(trace)
+        && lower_hex(parent, 16)
+        && nonzero(parent)
+        && lower_hex(flags, 2);
+    well_formed.then(|| trace.to_owned())
 }
 
 #[cfg(test)]
@@ -71,12 +88,24 @@ mod tests {
     use super::trace_id;
 
     #[test]
-    fn the_trace_id_is_the_second_field_of_a_traceparent() {
+    fn a_traceparent_yields_its_trace_id_and_a_malformed_one_nothing() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+
         assert_eq!(
-            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+            trace_id(&format!("00-{trace}-00f067aa0ba902b7-01")).as_deref(),
+            Some(trace)
         );
-        assert_eq!(trace_id("00-xyz-00f067aa0ba902b7-01"), None);
-        assert_eq!(trace_id(""), None);
+        for malformed in [
+            String::new(),
+            format!("00-{trace}-00f067aa0ba902b7-01-extra"),
+            format!("ff-{trace}-00f067aa0ba902b7-01"),
+            format!("00-{}-00f067aa0ba902b7-01", trace.to_uppercase()),
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{trace}-0000000000000000-01"),
+            format!("00-{}-00f067aa0ba902b7-01", &trace[1..]),
+            format!("00-{trace}-00f067aa0ba902b7"),
+        ] {
+            assert_eq!(trace_id(&malformed), None, "{malformed:?}");
+        }
     }
 }
