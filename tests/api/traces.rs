@@ -199,6 +199,15 @@ async fn one_command_is_one_trace_from_the_request_through_the_projector_and_nat
         .await
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
+    let failing = Receiver::start(vec![500; 20]).await;
+    let created = client
+        .post(format!("{}/api/v1/webhooks", server.base))
+        .bearer_auth(&admin)
+        .json(&json!({"url": failing.url, "event_types": ["post.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let caller_span = "00f067aa0ba902b7";
 
@@ -226,7 +235,10 @@ async fn one_command_is_one_trace_from_the_request_through_the_projector_and_nat
         )
         .await;
 
+    let failure = failure_of_trace(&client, &server.base, &admin, &trace_id).await;
+
     assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(failure["kind"], "webhook", "{failure}");
     let named = |name: &str| {
         spans
             .iter()
@@ -269,6 +281,38 @@ async fn one_command_is_one_trace_from_the_request_through_the_projector_and_nat
     );
     drop(server);
     crate::helpers::delete_stream_named(&nats_url, &stream).await;
+}
+
+/// The operator page's entry for a failure in this trace (waits for the first failed attempt).
+async fn failure_of_trace(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    trace_id: &str,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let listed: Value = client
+            .get(format!("{base}/api/v1/admin/failures"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = listed["data"]
+            .as_array()
+            .and_then(|items| items.iter().find(|f| f["trace_id"] == trace_id).cloned());
+        match found {
+            Some(failure) => return failure,
+            None => assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no failure with trace id {trace_id}: {listed}"
+            ),
+        }
+        poll_pause().await;
+    }
 }
 
 #[tokio::test]
