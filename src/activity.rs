@@ -163,7 +163,7 @@ fn sample(state: &AppState, before: &Totals, now: &Totals) -> ActivitySample {
     let head = state.log_tail.head();
     let lag = |at: Position| crate::recorder::scrape::events_between(at, head) as i64;
     ActivitySample {
-        at: Utc::now(),
+        at: crate::commands::now(),
         events_per_second,
         requests_per_second,
         errors_per_second,
@@ -185,7 +185,7 @@ mod tests {
 
     fn sample_at(events_per_second: f64) -> ActivitySample {
         ActivitySample {
-            at: Utc::now(),
+            at: crate::commands::now(),
             events_per_second,
             requests_per_second: 0.0,
             errors_per_second: 0.0,
