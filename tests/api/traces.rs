@@ -1,6 +1,6 @@
-//! OpenTelemetry traces, exported to an OTLP/HTTP receiver of the test's own that decodes what
-//! arrives with the protocol's own protobuf types: one command is one trace from the request to
-//! the webhook, and without an endpoint nothing is propagated.
+//! OpenTelemetry traces, exported to OTLP receivers of the test's own (HTTP/protobuf, and gRPC)
+//! that decode what arrives with the protocol's own protobuf types: one command is one trace
+//! from the request to the webhook, and without an endpoint nothing is propagated.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{header, StatusCode as AxumStatus};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -17,6 +20,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tonic::transport::server::TcpIncoming;
 
 use crate::helpers::{poll_pause, ServerProcess, TestApp, TestDatabase};
 use crate::webhooks::Receiver;
@@ -117,6 +121,38 @@ fn recorded(request: ExportTraceServiceRequest) -> Vec<RecordedSpan> {
         }
     }
     spans
+}
+
+/// An OTLP/gRPC traces collector that keeps every span it is sent.
+struct GrpcCollector(Arc<Mutex<Vec<RecordedSpan>>>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcCollector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0
+            .lock()
+            .unwrap()
+            .extend(recorded(request.into_inner()));
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl OtlpReceiver {
+    async fn start_grpc() -> Self {
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let service = TraceServiceServer::new(GrpcCollector(spans.clone()));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpIncoming::from(listener)),
+        );
+        Self { endpoint, spans }
+    }
 }
 
 /// An admin made with the CLI, as an operator would; returns a token.
@@ -313,6 +349,54 @@ async fn failure_of_trace(
         }
         poll_pause().await;
     }
+}
+
+#[tokio::test]
+async fn traces_go_to_a_grpc_collector_when_the_protocol_says_grpc() {
+    let db = TestDatabase::create().await;
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let stream = format!("TEST_{unique}");
+    let prefix = format!("test.{unique}");
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let collector = OtlpReceiver::start_grpc().await;
+    let server = ServerProcess::start(
+        &db,
+        &[],
+        &[
+            ("NATS_URL", &nats_url),
+            ("NATS_STREAM", &stream),
+            ("NATS_SUBJECT_PREFIX", &prefix),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
+    .await;
+    let admin = admin_token(&db, &server.base).await;
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/posts", server.base))
+        .bearer_auth(&admin)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&json!({"title": "over grpc", "body": "b"}))
+        .send()
+        .await
+        .unwrap();
+    let spans = collector
+        .wait_for(
+            &trace_id,
+            &["POST /api/v1/posts", "post.create", "posts apply"],
+        )
+        .await;
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for name in ["POST /api/v1/posts", "post.create", "append", "posts apply"] {
+        assert!(names.contains(&name), "no `{name}` in {names:?}");
+    }
+    drop(server);
+    crate::helpers::delete_stream_named(&nats_url, &stream).await;
 }
 
 #[tokio::test]
