@@ -337,6 +337,24 @@ impl Api {
             .await
     }
 
+    /// `count` published posts by `token`'s user, 8 at a time; their ids.
+    pub async fn published_posts(&self, token: &str, count: usize) -> anyhow::Result<Vec<String>> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(0..count)
+            .map(|n| async move {
+                let mut post = post_body(n);
+                post["status"] = "published".into();
+                let created = self.create_post(token, &post).await?;
+                created["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("a created post without an id")
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await
+    }
+
     pub async fn create_post(&self, token: &str, post: &Value) -> anyhow::Result<Value> {
         let body = self
             .call(

@@ -7,7 +7,8 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, TestDatabase};
 
-fn chronicle(database_url: &str) -> Command {
+/// The `chronicle` binary with the test settings, on `database_url`.
+pub(crate) fn chronicle(database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chronicle"));
     command
         .env("DATABASE_URL", database_url)

@@ -158,7 +158,7 @@ impl OtlpReceiver {
 /// An admin made with the CLI, as an operator would; returns a token.
 async fn admin_token(db: &TestDatabase, base: &str) -> String {
     let email = format!("tracer-{}@example.com", uuid::Uuid::new_v4().simple());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+    let mut child = crate::cli::chronicle(&db.url)
         .args([
             "users",
             "create-admin",
@@ -168,13 +168,6 @@ async fn admin_token(db: &TestDatabase, base: &str) -> String {
             "Tracer",
             "--password-stdin",
         ])
-        .env("DATABASE_URL", &db.url)
-        .env(
-            "JWT_SECRET",
-            "test-secret-that-is-long-enough-for-hs256-0123",
-        )
-        .env("CHRONICLE_ENV", "test")
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -202,30 +195,58 @@ async fn admin_token(db: &TestDatabase, base: &str) -> String {
     login["data"]["access_token"].as_str().unwrap().to_owned()
 }
 
+/// A server process exporting its traces to `endpoint` over `protocol`, on its own database
+/// and NATS stream (deleted by [`Exporting::finish`]).
+struct Exporting {
+    db: TestDatabase,
+    server: ServerProcess,
+    nats_url: String,
+    stream: String,
+}
+
+impl Exporting {
+    async fn start(endpoint: &str, protocol: &str) -> Self {
+        let db = TestDatabase::create().await;
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let stream = format!("TEST_{unique}");
+        let prefix = format!("test.{unique}");
+        let nats_url =
+            std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+        let server = ServerProcess::start(
+            &db,
+            &[],
+            &[
+                ("NATS_URL", &nats_url),
+                ("NATS_STREAM", &stream),
+                ("NATS_SUBJECT_PREFIX", &prefix),
+                ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ],
+        )
+        .await;
+        Self {
+            db,
+            server,
+            nats_url,
+            stream,
+        }
+    }
+
+    async fn finish(self) {
+        drop(self.server);
+        crate::helpers::delete_stream_named(&self.nats_url, &self.stream).await;
+    }
+}
+
 #[tokio::test]
 async fn one_command_is_one_trace_from_the_request_through_the_projector_and_nats_to_the_webhook() {
-    let db = TestDatabase::create().await;
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let stream = format!("TEST_{unique}");
-    let prefix = format!("test.{unique}");
-    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let otlp = OtlpReceiver::start().await;
-    let server = ServerProcess::start(
-        &db,
-        &[],
-        &[
-            ("NATS_URL", &nats_url),
-            ("NATS_STREAM", &stream),
-            ("NATS_SUBJECT_PREFIX", &prefix),
-            ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ],
-    )
-    .await;
+    let exporting = Exporting::start(&otlp.endpoint, "http/protobuf").await;
+    let (db, server) = (&exporting.db, &exporting.server);
     let client = reqwest::Client::new();
-    let admin = admin_token(&db, &server.base).await;
+    let admin = admin_token(db, &server.base).await;
     let hook = Receiver::start(vec![]).await;
     let created = client
         .post(format!("{}/api/v1/webhooks", server.base))
@@ -315,8 +336,7 @@ async fn one_command_is_one_trace_from_the_request_through_the_projector_and_nat
         "the webhook receiver continues the trace: {:?}",
         delivered[0].traceparent
     );
-    drop(server);
-    crate::helpers::delete_stream_named(&nats_url, &stream).await;
+    exporting.finish().await;
 }
 
 /// The operator page's entry for a failure in this trace (waits for the first failed attempt).
@@ -353,26 +373,10 @@ async fn failure_of_trace(
 
 #[tokio::test]
 async fn traces_go_to_a_grpc_collector_when_the_protocol_says_grpc() {
-    let db = TestDatabase::create().await;
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let stream = format!("TEST_{unique}");
-    let prefix = format!("test.{unique}");
-    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let collector = OtlpReceiver::start_grpc().await;
-    let server = ServerProcess::start(
-        &db,
-        &[],
-        &[
-            ("NATS_URL", &nats_url),
-            ("NATS_STREAM", &stream),
-            ("NATS_SUBJECT_PREFIX", &prefix),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ],
-    )
-    .await;
-    let admin = admin_token(&db, &server.base).await;
+    let exporting = Exporting::start(&collector.endpoint, "grpc").await;
+    let (db, server) = (&exporting.db, &exporting.server);
+    let admin = admin_token(db, &server.base).await;
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
 
     let response = reqwest::Client::new()
@@ -395,8 +399,7 @@ async fn traces_go_to_a_grpc_collector_when_the_protocol_says_grpc() {
     for name in ["POST /api/v1/posts", "post.create", "append", "posts apply"] {
         assert!(names.contains(&name), "no `{name}` in {names:?}");
     }
-    drop(server);
-    crate::helpers::delete_stream_named(&nats_url, &stream).await;
+    exporting.finish().await;
 }
 
 #[tokio::test]

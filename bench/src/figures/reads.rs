@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use base64::Engine;
-use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::{check, cpu_note, ratios, side, Ctx};
 use crate::load::{self, lua_str, Outcome};
 use crate::report::{Figure, Side, Subject, Target};
 use crate::seed;
-use crate::server::{post_body, Api};
+use crate::server::Api;
 use crate::services::free_port;
 use crate::stats::Spread;
 
@@ -55,22 +54,7 @@ pub async fn point_reads(ctx: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
     let api = Api::new(server.base());
     let author = api.register("reader@bench.example").await?;
     eprintln!("  creating {} published posts", s.read_posts);
-    let ids: Vec<String> = futures::stream::iter(0..s.read_posts)
-        .map(|n| {
-            let (api, token) = (api.clone(), author.access.clone());
-            async move {
-                let mut post = post_body(n);
-                post["status"] = "published".into();
-                let created = api.create_post(&token, &post).await?;
-                created["id"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .context("a created post without an id")
-            }
-        })
-        .buffer_unordered(8)
-        .try_collect()
-        .await?;
+    let ids = api.published_posts(&author.access, s.read_posts).await?;
     let baseline = Baseline::start(ctx, &url).await?;
     let ids_lua: Vec<String> = ids.iter().map(|id| lua_str(id)).collect();
     let script = load::lua_script(

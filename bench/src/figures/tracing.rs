@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use futures::{StreamExt, TryStreamExt};
 
 use super::{check, cpu_note, ratios, side, Ctx};
 use crate::load::{self, lua_str, Outcome};
@@ -94,22 +93,7 @@ impl Mode {
             .map(|w| w.access.clone())
             .context("no writer")?;
         eprintln!("  {name}: creating {} published posts", s.read_posts);
-        let ids: Vec<String> = futures::stream::iter(0..s.read_posts)
-            .map(|n| {
-                let (api, token) = (api.clone(), token.clone());
-                async move {
-                    let mut post = post_body(n);
-                    post["status"] = "published".into();
-                    let created = api.create_post(&token, &post).await?;
-                    created["id"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .context("a created post without an id")
-                }
-            })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
+        let ids = api.published_posts(&token, s.read_posts).await?;
         let work = ctx.work_dir();
         let ids_lua: Vec<String> = ids.iter().map(|id| lua_str(id)).collect();
         let get = load::lua_script(
